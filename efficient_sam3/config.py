@@ -1,0 +1,172 @@
+"""Typed configuration of the EfficientSAM3 student: one frozen dataclass per submodule.
+
+The shared width (``hidden_size``) and the input contract (``image_size``) are declared once on
+``EfficientSam3Config``; every grid size is derived from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+# SAM3's ViT uses 14 px patches: a 504 px image gives the 36x36 trunk grid the FPN neck expects.
+PATCH_SIZE = 14
+# SAM3's FPN: four levels at these scales of the trunk grid (144, 72, 36, 18 at 504 px).
+FPN_SCALE_FACTORS = (4.0, 2.0, 1.0, 0.5)
+# Level 3 (the 0.5 scale, 18x18 at 504 px) is what the temporal memory stores.
+MEMORY_FPN_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """RepViT backbone (timm ``repvit_*`` layout) plus a projection to SAM3's trunk shape."""
+
+    embed_dims: tuple[int, ...] = (64, 128, 256, 512)
+    depths: tuple[int, ...] = (4, 4, 14, 2)
+    mlp_ratio: int = 2
+    kernel_size: int = 3
+    # Channels of the projected trunk map that enters the FPN neck (SAM3's ViT width is 1024).
+    trunk_channels: int = 1024
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """MobileCLIP-S0-class text encoder (transformers' ``Sam3LiteTextTextModel`` architecture)."""
+
+    vocab_size: int = 49408
+    width: int = 512
+    intermediate_size: int = 2048
+    num_layers: int = 12
+    num_heads: int = 8
+    max_length: int = 32
+    use_repmixer_blocks: bool = True
+    repmixer_kernel_size: int = 11
+    layer_norm_eps: float = 1e-5
+    layer_scale_init_value: float = 1e-5
+
+
+@dataclass(frozen=True)
+class DetrEncoderConfig:
+    num_layers: int = 6
+    num_heads: int = 8
+    intermediate_size: int = 2048
+
+
+@dataclass(frozen=True)
+class DetrDecoderConfig:
+    num_layers: int = 6
+    num_heads: int = 8
+    intermediate_size: int = 2048
+    num_queries: int = 200
+
+
+@dataclass(frozen=True)
+class MaskDecoderConfig:
+    num_heads: int = 8
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Perceiver resampler (context frames -> latent tokens) and the memory cross-attention."""
+
+    context_frames: int = 8
+    num_latents: int = 64
+    perceiver_depth: int = 2
+    perceiver_ff_mult: int = 3
+    num_heads: int = 8
+
+
+@dataclass(frozen=True)
+class EfficientSam3Config:
+    preset: str = "edge"
+    image_size: int = 504
+    hidden_size: int = 256
+    # SAM3 normalisation: pixel / 255, then (x - mean) / std.
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    detr_encoder: DetrEncoderConfig = field(default_factory=DetrEncoderConfig)
+    detr_decoder: DetrDecoderConfig = field(default_factory=DetrDecoderConfig)
+    mask_decoder: MaskDecoderConfig = field(default_factory=MaskDecoderConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+
+    def __post_init__(self) -> None:
+        if self.image_size % (2 * PATCH_SIZE) != 0:
+            raise ValueError(
+                f"image_size must be a multiple of {2 * PATCH_SIZE} so every FPN level has an integer size, "
+                f"got {self.image_size}"
+            )
+        for name, heads in (
+            ("detr_encoder", self.detr_encoder.num_heads),
+            ("detr_decoder", self.detr_decoder.num_heads),
+            ("mask_decoder", self.mask_decoder.num_heads),
+            ("memory", self.memory.num_heads),
+        ):
+            if self.hidden_size % heads != 0:
+                raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {name}.num_heads {heads}")
+
+    # Derived grid sizes -------------------------------------------------------------------
+    @property
+    def trunk_grid(self) -> int:
+        """Side of the trunk map entering the neck (36 at 504 px)."""
+        return self.image_size // PATCH_SIZE
+
+    @property
+    def fpn_sizes(self) -> tuple[int, ...]:
+        """Side of each FPN level: (144, 72, 36, 18) at 504 px."""
+        return tuple(int(self.trunk_grid * s) for s in FPN_SCALE_FACTORS)
+
+    @property
+    def memory_grid(self) -> int:
+        """Side of the FPN level the memory stores (18 at 504 px)."""
+        return self.fpn_sizes[MEMORY_FPN_LEVEL]
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the predicted mask logits (the finest FPN level, 144 at 504 px)."""
+        return self.fpn_sizes[0]
+
+    # Serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EfficientSam3Config":
+        sub_types = {f.name: f.type for f in dataclasses.fields(cls)}
+        nested = {
+            "backbone": BackboneConfig,
+            "text": TextEncoderConfig,
+            "detr_encoder": DetrEncoderConfig,
+            "detr_decoder": DetrDecoderConfig,
+            "mask_decoder": MaskDecoderConfig,
+            "memory": MemoryConfig,
+        }
+        unknown = set(data) - set(sub_types)
+        if unknown:
+            raise ValueError(f"unknown EfficientSam3Config fields: {sorted(unknown)}")
+        kwargs = {}
+        for key, value in data.items():
+            if key in nested:
+                kwargs[key] = _build_frozen(nested[key], value)
+            elif isinstance(value, list):
+                kwargs[key] = tuple(value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def preset(cls, name: str) -> "EfficientSam3Config":
+        from efficient_sam3.presets import PRESETS
+
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+        return PRESETS[name]
+
+
+def _build_frozen(sub_cls, values: dict):
+    known = {f.name for f in dataclasses.fields(sub_cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {sub_cls.__name__} fields: {sorted(unknown)}")
+    return sub_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

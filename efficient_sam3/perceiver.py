@@ -1,0 +1,76 @@
+"""Perceiver resampler: compress T context frames of FPN level 3 ([B, T, 256, 18, 18], 2592 tokens at
+T = 8) into a fixed set of latent memory tokens ([B, 64, 256]).
+
+Flamingo style: each layer lets the latents attend to concat(context tokens, latents), then applies a
+feed-forward. Context tokens carry a 2D sine encoding of their grid cell and a learned embedding of
+their slot. Slot convention (shared by the dataset and the runtime): slot T-1 holds the most recent
+context frame, older frames fill the slots before it; ``memory_mask`` [B, T] marks valid slots (a
+stream's first frames have fewer than T), and invalid slots are never attended to.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from efficient_sam3.attention import Attention, padding_bias
+from efficient_sam3.config import MemoryConfig
+from efficient_sam3.position_encoding import sine_grid_encoding
+
+
+class PerceiverLayer(nn.Module):
+    def __init__(self, hidden_size: int, num_heads: int, ff_mult: int) -> None:
+        super().__init__()
+        self.norm_media = nn.LayerNorm(hidden_size)
+        self.norm_latents = nn.LayerNorm(hidden_size)
+        self.attn = Attention(hidden_size, num_heads)
+        self.ff = nn.Sequential(
+            nn.LayerNorm(hidden_size),
+            nn.Linear(hidden_size, ff_mult * hidden_size),
+            nn.GELU(),
+            nn.Linear(ff_mult * hidden_size, hidden_size),
+        )
+
+    def forward(self, media: torch.Tensor, latents: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        """media [B, T*HW, C], latents [B, M, C], key_bias [B, 1, 1, T*HW + M] -> latents [B, M, C]."""
+        normed_latents = self.norm_latents(latents)
+        keys = torch.cat([self.norm_media(media), normed_latents], dim=1)  # [B, T*HW + M, C]
+        latents = latents + self.attn(normed_latents, keys, keys, key_bias)
+        return latents + self.ff(latents)
+
+
+class PerceiverResampler(nn.Module):
+    def __init__(self, hidden_size: int, config: MemoryConfig, grid: int) -> None:
+        super().__init__()
+        self.context_frames = config.context_frames
+        self.grid = grid
+        self.latents = nn.Parameter(torch.randn(config.num_latents, hidden_size) * 0.02)
+        self.temporal_embed = nn.Parameter(torch.randn(config.context_frames, hidden_size) * 0.02)
+        spatial = sine_grid_encoding(grid, grid, hidden_size).flatten(1).transpose(0, 1)  # [HW, C]
+        self.register_buffer("spatial_pos", spatial.contiguous(), persistent=False)
+        self.layers = nn.ModuleList(
+            PerceiverLayer(hidden_size, config.num_heads, config.perceiver_ff_mult)
+            for _ in range(config.perceiver_depth))
+        self.norm = nn.LayerNorm(hidden_size)
+
+    def forward(self, memory_features: torch.Tensor, memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """memory_features [B, T, C, H, W], memory_mask [B, T] bool (True = valid) -> [B, M, C]."""
+        batch, frames, channels, height, width = memory_features.shape
+        if frames != self.context_frames or height != self.grid or width != self.grid:
+            raise ValueError(
+                f"memory_features must be [B, {self.context_frames}, C, {self.grid}, {self.grid}], "
+                f"got {list(memory_features.shape)}")
+        if memory_mask is None:
+            memory_mask = torch.ones(batch, frames, dtype=torch.bool, device=memory_features.device)
+        tokens = height * width
+        media = memory_features.flatten(3).transpose(2, 3)  # [B, T, C, HW] -> [B, T, HW, C]
+        media = media + self.spatial_pos[None, None] + self.temporal_embed[None, :, None, :]
+        media = media.reshape(batch, frames * tokens, channels)  # [B, T*HW, C]
+
+        latents = self.latents[None].expand(batch, -1, -1)  # [B, M, C]
+        media_valid = memory_mask[:, :, None].expand(batch, frames, tokens).reshape(batch, frames * tokens)
+        latent_valid = torch.ones(batch, latents.shape[1], dtype=torch.bool, device=media.device)
+        key_bias = padding_bias(torch.cat([media_valid, latent_valid], dim=1), media.dtype)  # [B,1,1,T*HW+M]
+        for layer in self.layers:
+            latents = layer(media, latents, key_bias)
+        return self.norm(latents)
