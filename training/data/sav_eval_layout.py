@@ -1,0 +1,165 @@
+"""SA-V val/test layout reader (and a writer that converts train-layout videos to it).
+
+Layout, as SA-V ships sav_val / sav_test:
+
+    <root>/JPEGImages_24fps/<video_id>/<frame:05d>.jpg            every video frame, 24 fps
+    <root>/Annotations_6fps/<video_id>/<obj_id:03d>/<frame:05d>.png  one binary mask per object,
+                                                                    every 4th frame (6 fps)
+
+Frame names are video frame numbers, so annotated PNGs must sit on multiples of 4.
+A PNG that is absent for an object at an annotated frame means the object is absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.data.sav import (
+    ANNOTATION_STRIDE,
+    SAVFormatError,
+    VideoFrameReader,
+    check_video_matches,
+    find_videos,
+    load_annotation,
+)
+
+FRAMES_DIR = "JPEGImages_24fps"
+ANNOTATIONS_DIR = "Annotations_6fps"
+JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class EvalVideo:
+    """One video of the val/test layout.
+
+    `frame_indices`: every JPEG frame number, ascending. `annotated_frames`: frame numbers
+    with at least one PNG, ascending, all multiples of 4. `obj_ids`: object folder numbers.
+    """
+
+    video_id: str
+    frame_dir: Path
+    annotation_dir: Path
+    frame_indices: tuple[int, ...]
+    annotated_frames: tuple[int, ...]
+    obj_ids: tuple[int, ...]
+
+    def frame_path(self, frame_idx: int) -> Path:
+        return self.frame_dir / f"{frame_idx:05d}.jpg"
+
+    def mask_path(self, obj_id: int, frame_idx: int) -> Path:
+        return self.annotation_dir / f"{obj_id:03d}" / f"{frame_idx:05d}.png"
+
+
+def list_eval_videos(root: Path | str) -> list[EvalVideo]:
+    """All videos under `root`, sorted by id. Raises SAVFormatError on a broken layout."""
+    root = Path(root)
+    frames_root, annotations_root = root / FRAMES_DIR, root / ANNOTATIONS_DIR
+    for folder in (frames_root, annotations_root):
+        if not folder.is_dir():
+            raise SAVFormatError(f"{folder}: missing folder of the SA-V val/test layout")
+    videos = []
+    for frame_dir in sorted(path for path in frames_root.iterdir() if path.is_dir()):
+        videos.append(_scan_video(frame_dir, annotations_root / frame_dir.name))
+    return videos
+
+
+def _scan_video(frame_dir: Path, annotation_dir: Path) -> EvalVideo:
+    frame_indices = sorted(_frame_number(path) for path in frame_dir.glob("*.jpg"))
+    if not frame_indices:
+        raise SAVFormatError(f"{frame_dir}: no JPEG frames")
+    if not annotation_dir.is_dir():
+        raise SAVFormatError(f"{annotation_dir}: missing annotation folder for video {frame_dir.name}")
+    obj_ids, annotated = [], set()
+    for obj_dir in sorted(path for path in annotation_dir.iterdir() if path.is_dir()):
+        if not obj_dir.name.isdigit():
+            raise SAVFormatError(f"{obj_dir}: object folders must be numbers like 000")
+        obj_ids.append(int(obj_dir.name))
+        for png in obj_dir.glob("*.png"):
+            frame_idx = _frame_number(png)
+            if frame_idx % ANNOTATION_STRIDE != 0:
+                raise SAVFormatError(f"{png}: annotated frame {frame_idx} is not a multiple of {ANNOTATION_STRIDE}")
+            annotated.add(frame_idx)
+    missing = sorted(annotated - set(frame_indices))
+    if missing:
+        raise SAVFormatError(f"{annotation_dir}: masks for frames {missing[:5]} have no JPEG in {frame_dir}")
+    return EvalVideo(
+        video_id=frame_dir.name,
+        frame_dir=frame_dir,
+        annotation_dir=annotation_dir,
+        frame_indices=tuple(frame_indices),
+        annotated_frames=tuple(sorted(annotated)),
+        obj_ids=tuple(obj_ids),
+    )
+
+
+def _frame_number(path: Path) -> int:
+    if not path.stem.isdigit():
+        raise SAVFormatError(f"{path}: file name is not a frame number")
+    return int(path.stem)
+
+
+def read_eval_frame(video: EvalVideo, frame_idx: int) -> np.ndarray:
+    """RGB uint8 [H, W, 3] of one JPEG frame."""
+    path = video.frame_path(frame_idx)
+    frame_bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if frame_bgr is None:
+        raise SAVFormatError(f"{path}: missing or unreadable JPEG")
+    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_eval_masks(video: EvalVideo, frame_idx: int, height: int, width: int) -> tuple[list[int], np.ndarray]:
+    """Masks of every object at an annotated frame: (obj_ids, bool [N, H, W]).
+
+    Objects without a PNG at this frame get an empty mask. Nonzero PNG pixels are foreground.
+    """
+    if frame_idx % ANNOTATION_STRIDE != 0:
+        raise ValueError(f"{video.video_id}: frame {frame_idx} is not an annotated frame (stride {ANNOTATION_STRIDE})")
+    masks = np.zeros((len(video.obj_ids), height, width), dtype=bool)
+    for row, obj_id in enumerate(video.obj_ids):
+        path = video.mask_path(obj_id, frame_idx)
+        if not path.exists():
+            continue
+        png = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if png is None:
+            raise SAVFormatError(f"{path}: unreadable PNG")
+        if png.ndim == 3:
+            png = png.max(axis=2)  # colour PNG: any nonzero channel is foreground
+        if png.shape != (height, width):
+            raise SAVFormatError(f"{path}: mask is {png.shape[0]}x{png.shape[1]}, frame is {height}x{width}")
+        masks[row] = png > 0
+    return list(video.obj_ids), masks
+
+
+def write_eval_layout(sav_dir: Path | str, out_root: Path | str, annotation_type: str = "manual") -> list[str]:
+    """Convert every train-layout video under `sav_dir` to the val/test layout under `out_root`.
+
+    Object folders are named by `masklet_id`; a PNG is written for every annotated frame
+    where the object is visible. Returns the converted video ids.
+    """
+    out_root = Path(out_root)
+    written = []
+    for files in find_videos(sav_dir, annotation_type):
+        annotation = load_annotation(files.json_path)
+        frame_dir = out_root / FRAMES_DIR / files.video_id
+        annotation_dir = out_root / ANNOTATIONS_DIR / files.video_id
+        frame_dir.mkdir(parents=True, exist_ok=True)
+        with VideoFrameReader(files.video_path, (annotation.height, annotation.width)) as reader:
+            check_video_matches(reader, annotation)
+            for frame_idx in range(reader.frame_count):
+                frame_bgr = cv2.cvtColor(reader.read_frame(frame_idx), cv2.COLOR_RGB2BGR)
+                jpeg_path = frame_dir / f"{frame_idx:05d}.jpg"
+                cv2.imwrite(str(jpeg_path), frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        for obj_id in annotation.obj_ids:
+            (annotation_dir / f"{obj_id:03d}").mkdir(parents=True, exist_ok=True)
+        for annotated_idx in range(annotation.num_annotated_frames):
+            frame_idx = annotation.video_frame(annotated_idx)
+            slots = annotation.visible_slots(annotated_idx)
+            for slot, mask in zip(slots, annotation.decode_masks(annotated_idx, slots)):
+                png_path = annotation_dir / f"{annotation.obj_ids[slot]:03d}" / f"{frame_idx:05d}.png"
+                cv2.imwrite(str(png_path), mask.astype(np.uint8) * 255)
+        written.append(files.video_id)
+    return written
