@@ -1,0 +1,140 @@
+"""The small interface every inference backend implements, and the numpy types it exchanges.
+
+A backend runs the three stateless entry points of the export contract with a batch of one:
+``encode_frame`` (pixels -> FPN levels 0-2 + the level-3 memory feature), ``decode`` (one frame's
+features + the T-slot memory + one prompt's text features -> per-query predictions) and text
+features for a prompt. Everything crosses this boundary as numpy, so the session, the memory ring
+and post-processing never import torch (the ONNX path runs on devices without PyTorch).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+# FPN level 0 is 1/3.5 of the input (144 at 504 px); level 3, the memory level, is 1/28 (18 at 504 px).
+MASK_DIVISOR = 3.5
+MEMORY_DIVISOR = 28
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the session needs to know about a model, read from its checkpoint or export metadata."""
+
+    preset: str
+    image_size: int
+    context_frames: int
+    memory_stride: int
+    num_queries: int
+    hidden_size: int
+    max_text_length: int
+
+    @property
+    def mask_size(self) -> int:
+        return int(self.image_size / MASK_DIVISOR)
+
+    @property
+    def memory_grid(self) -> int:
+        return self.image_size // MEMORY_DIVISOR
+
+    @property
+    def fpn_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of encode_frame's outputs: FPN levels 0-2, then the memory feature (batch 1)."""
+        size, width = self.image_size, self.hidden_size
+        return tuple((1, width, side, side) for side in (self.mask_size, size // 7, size // 14, self.memory_grid))
+
+
+@dataclass(frozen=True)
+class PromptFeatures:
+    """text: the prompt; features [1, L, C] float32 text tokens; mask [1, L] int64 (1 = real token)."""
+
+    text: str
+    features: np.ndarray
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class FrameFeatures:
+    """Output of encode_frame: fpn = levels 0-2 ([1, C, 144, 144], [1, C, 72, 72], [1, C, 36, 36]);
+    memory_feature = level 3 [1, C, 18, 18], what the memory ring stores."""
+
+    fpn: tuple[np.ndarray, np.ndarray, np.ndarray]
+    memory_feature: np.ndarray
+
+
+@dataclass(frozen=True)
+class DecodeOutput:
+    """Predictions for one frame and one prompt (batch dimension dropped).
+
+    pred_masks [Q, 144, 144] float32 mask logits; pred_boxes [Q, 4] normalised xyxy;
+    pred_logits [Q] instance logits; presence_logit: the concept-presence logit; iou_scores [Q] logits.
+    """
+
+    pred_masks: np.ndarray
+    pred_boxes: np.ndarray
+    pred_logits: np.ndarray
+    presence_logit: float
+    iou_scores: np.ndarray
+
+
+class BackendError(RuntimeError):
+    """A model file that cannot be loaded or run by the requested backend, or that breaks the contract."""
+
+
+def normalise_prompt(text: str) -> str:
+    """Prompt text as matched against stored prompts: lower case, single spaces (the tokenizer's view)."""
+    if not isinstance(text, str):
+        raise TypeError(f"a prompt must be a string, got {type(text).__name__}")
+    normalised = " ".join(text.lower().split())
+    if not normalised:
+        raise ValueError("empty prompt: give the concept to segment, e.g. 'red circle'")
+    return normalised
+
+
+def check_outputs(arrays: list[np.ndarray], expected: list[tuple[int, ...]], what: str) -> list[np.ndarray]:
+    """Check an entry point's outputs against the contract's shapes; float32, C-contiguous copies back."""
+    if len(arrays) != len(expected):
+        raise BackendError(f"{what}: expected {len(expected)} outputs, got {len(arrays)}")
+    checked = []
+    for index, (array, shape) in enumerate(zip(arrays, expected)):
+        if tuple(array.shape) != shape:
+            raise BackendError(f"{what}: output {index} has shape {list(array.shape)}, expected {list(shape)}")
+        checked.append(np.ascontiguousarray(array, dtype=np.float32))
+    return checked
+
+
+def decode_output_from_arrays(arrays: list[np.ndarray], info: ModelInfo, what: str) -> DecodeOutput:
+    """The five flat outputs of ``decode`` (batch 1) -> ``DecodeOutput``, shapes checked."""
+    queries, side = info.num_queries, info.mask_size
+    masks, boxes, logits, presence, iou = check_outputs(
+        arrays, [(1, queries, side, side), (1, queries, 4), (1, queries), (1, 1), (1, queries)], what)
+    return DecodeOutput(pred_masks=masks[0], pred_boxes=boxes[0], pred_logits=logits[0],
+                        presence_logit=float(presence[0, 0]), iou_scores=iou[0])
+
+
+class Backend(ABC):
+    """One loaded model. Implementations: torch (a checkpoint directory), onnx, executorch."""
+
+    name: str
+    info: ModelInfo
+
+    @abstractmethod
+    def prompt_features(self, text: str) -> PromptFeatures:
+        """Text features of ``text`` (ValueError for an empty prompt or one the model cannot encode)."""
+
+    @abstractmethod
+    def encode_frame(self, pixel_values: np.ndarray) -> FrameFeatures:
+        """pixel_values [1, 3, S, S] float32 (SAM3 preprocessing) -> FrameFeatures."""
+
+    @abstractmethod
+    def decode(self, frame: FrameFeatures, memory_features: np.ndarray, memory_mask: np.ndarray,
+               prompt: PromptFeatures) -> DecodeOutput:
+        """memory_features [1, T, C, G, G] float32, memory_mask [1, T] bool -> DecodeOutput."""
+
+    def check_pixels(self, pixel_values: np.ndarray) -> None:
+        size = self.info.image_size
+        if pixel_values.shape != (1, 3, size, size) or pixel_values.dtype != np.float32:
+            raise ValueError(f"pixel_values must be float32 [1, 3, {size}, {size}], "
+                             f"got {pixel_values.dtype} {list(pixel_values.shape)}")

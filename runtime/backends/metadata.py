@@ -1,0 +1,90 @@
+"""Export metadata JSON (written by ``export/``, read here without torch): model facts and prompts.
+
+Layout (format_version 1), beside a ``.pte`` as ``<path>.json`` or as ``metadata.json`` in an ONNX
+directory: {"format_version", "backend", "preset", "image_size", "context_frames", "memory_stride",
+"num_queries", "max_text_length", "hidden_size", "quantization", "prompts": [{"text", "input_ids",
+"attention_mask", "text_features": [L x C floats]}], ...}.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends.base import BackendError, ModelInfo, PromptFeatures, normalise_prompt
+
+FORMAT_VERSION = 1
+_INT_FIELDS = ("image_size", "context_frames", "memory_stride", "num_queries", "max_text_length", "hidden_size")
+
+
+@dataclass(frozen=True)
+class ExportMetadata:
+    path: Path
+    backend: str
+    info: ModelInfo
+    quantization: str
+    prompts: tuple[PromptFeatures, ...]
+
+    @property
+    def prompt_texts(self) -> list[str]:
+        return [p.text for p in self.prompts]
+
+    def prompt_features(self, text: str) -> PromptFeatures:
+        """The stored features of ``text`` (matched case- and whitespace-insensitively)."""
+        wanted = normalise_prompt(text)
+        for prompt in self.prompts:
+            if normalise_prompt(prompt.text) == wanted:
+                return PromptFeatures(text=text, features=prompt.features, mask=prompt.mask)
+        raise ValueError(f"prompt {text!r} is not stored in {self.path}; this export has text features for "
+                         f"{self.prompt_texts} (re-export with --prompt {text!r}, or use the torch backend)")
+
+
+def _prompt(entry: object, index: int, info: ModelInfo, path: Path) -> PromptFeatures:
+    where = f"{path}: prompts[{index}]"
+    if not isinstance(entry, dict) or not isinstance(entry.get("text"), str):
+        raise BackendError(f"{where}: expected an object with a 'text' string")
+    try:
+        features = np.asarray(entry["text_features"], dtype=np.float32)
+        mask = np.asarray(entry["attention_mask"], dtype=np.int64)
+    except (KeyError, TypeError, ValueError) as err:
+        raise BackendError(f"{where}: missing or malformed text_features / attention_mask ({err})") from err
+    length, width = info.max_text_length, info.hidden_size
+    if features.shape != (length, width) or mask.shape != (length,):
+        raise BackendError(f"{where}: text_features must be [{length}, {width}] and attention_mask [{length}], "
+                           f"got {list(features.shape)} and {list(mask.shape)}")
+    return PromptFeatures(text=entry["text"], features=features[None], mask=mask[None])
+
+
+def read_export_metadata(path: str | Path, expected_backend: str) -> ExportMetadata:
+    """Read and validate a metadata JSON; the error names the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackendError(f"{path}: export metadata not found (export/ writes it beside the model)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BackendError(f"{path}: unreadable metadata JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise BackendError(f"{path}: metadata must be a JSON object")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise BackendError(f"{path}: format_version {data.get('format_version')!r}, this runtime reads "
+                           f"{FORMAT_VERSION}")
+    if data.get("backend") != expected_backend:
+        raise BackendError(f"{path}: metadata is for backend {data.get('backend')!r}, not {expected_backend!r}")
+    bad = [key for key in _INT_FIELDS if not isinstance(data.get(key), int) or data[key] <= 0]
+    if bad:
+        raise BackendError(f"{path}: missing or non-positive integer fields {bad}")
+    info = ModelInfo(preset=str(data.get("preset", "unknown")), **{key: data[key] for key in _INT_FIELDS})
+    prompts = data.get("prompts", [])
+    if not isinstance(prompts, list):
+        raise BackendError(f"{path}: 'prompts' must be a list")
+    return ExportMetadata(
+        path=path,
+        backend=expected_backend,
+        info=info,
+        quantization=str(data.get("quantization", "none")),
+        prompts=tuple(_prompt(entry, i, info, path) for i, entry in enumerate(prompts)),
+    )
