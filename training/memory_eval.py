@@ -1,0 +1,282 @@
+"""Does the temporal memory help? J&F of one model on held-out videos under three memory conditions.
+
+    python -m training.memory_eval --model DIR --sav-root DIR --cache-dir DIR [--out result.json]
+
+- ``memory_off``: ``forward_video`` with every memory slot masked out (equal to the image model).
+- ``memory_on``: memory = the cached features (``<cache_dir>/<video_id>.safetensors``, e.g. from a
+  teacher) of the T annotated frames before the query frame, slot T-1 the most recent.
+- ``memory_on_student_features``: memory = the model's own ``encode_image(frame).memory_features``
+  of the same context frames, computed now -- what a device has.
+
+Protocol (the same for all three): every annotated frame except the first and last is scored (DAVIS /
+SA-V); each video category present in the ground truth is prompted once per frame. Two instance
+rules are scored from the same forward passes: "threshold" (SAM3's): a query is an instance when
+``sigmoid(pred_logits) * sigmoid(presence_logits) > threshold``; "top1" (primary): those, plus the
+best-scoring query whenever ``sigmoid(presence_logits) > threshold`` -- a model trained for minutes
+scores its queries far below 0.5 (its strict-threshold J&F only counts absent objects), yet its best
+query often has a usable mask. A mask is the logit upsampled (bilinear) to the video size, > 0.
+Per frame and category, ground-truth objects
+are matched one-to-one to predicted instances (``training.metrics.assign_predictions``: maximum total
+IoU, an object may stay unmatched when an empty mask scores higher, e.g. when it is absent); then
+J&F per object over the frames (``training.metrics.score_video``). Matching per frame uses the ground
+truth's identities, so no tracking is scored. Scores are means over all objects of all videos (SA-V
+style), 0-100. ``j_degraded`` / ``j_clean`` split J by whether the synthetic data degraded the frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from efficient_sam3.outputs import TextFeatures, VisionFeatures
+from runtime.preprocess import preprocess_frame
+from training.batch import PromptTokenizer
+from training.config import DEFAULT_PROMPT
+from training.data.feature_cache import CacheFileError, cache_path, load_cached_features, read_cache_header
+from training.data.sav import SAVFormatError, VideoFrameReader, check_video_matches, find_videos, load_annotation
+from training.frame_dataset import read_degraded_frames
+from training.metrics import assign_predictions, evaluated_frames, score_video
+
+CONDITIONS = ("memory_off", "memory_on", "memory_on_student_features")
+DEFAULT_THRESHOLD = 0.5
+RULES = ("top1", "threshold")  # the first is the primary rule
+
+
+@dataclass(frozen=True)
+class ConditionScore:
+    jf: float  # 0-100, mean over objects
+    j: float
+    f: float
+    j_degraded: float  # mean J over (object, degraded evaluated frame) pairs; nan without degraded frames
+    j_clean: float
+
+
+@dataclass(frozen=True)
+class MemoryEvalResult:
+    """``scores[rule][condition]``; ``per_video[rule][video id][condition]`` is that video's J&F.
+    ``rules[0]`` is the primary instance rule."""
+
+    rules: tuple[str, ...]
+    scores: dict[str, dict[str, ConditionScore]]
+    per_video: dict[str, dict[str, dict[str, float]]]
+    skipped: dict[str, str]  # video id -> reason
+    num_objects: int
+    num_frames: int  # evaluated frames over all videos
+    threshold: float
+    wall_time_s: float
+
+    @property
+    def conditions(self) -> dict[str, ConditionScore]:
+        """Scores under the primary rule."""
+        return self.scores[self.rules[0]]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _VideoScores:
+    j: dict[tuple[str, str], np.ndarray]  # (rule, condition) -> [O]
+    f: dict[tuple[str, str], np.ndarray]
+    j_frames: dict[tuple[str, str], np.ndarray]  # (rule, condition) -> [O, E] J per evaluated frame
+    degraded: np.ndarray  # [E] bool
+
+
+def _instances(mask_logits: torch.Tensor, query_prob: torch.Tensor, presence_prob: torch.Tensor, threshold: float,
+               size: tuple[int, int], rule: str) -> np.ndarray:
+    """Masks of the predicted instances: bool [n, H, W] at the video size.
+
+    mask_logits [Q, h, w]; query_prob [Q]; presence_prob scalar tensor. "threshold": queries with
+    query_prob * presence_prob > threshold. "top1": those, plus the best query whenever
+    presence_prob > threshold (a concept judged present always yields at least one instance).
+    """
+    scores = query_prob * presence_prob  # [Q]
+    keep = scores > threshold
+    if rule == "top1" and presence_prob > threshold:
+        keep[scores.argmax()] = True
+    if not keep.any():
+        return np.zeros((0, *size), dtype=bool)
+    upsampled = F.interpolate(mask_logits[keep][None], size=size, mode="bilinear", align_corners=False)[0]
+    return (upsampled > 0).cpu().numpy()  # [n, H, W]
+
+
+def _match(gt: np.ndarray, pred: np.ndarray) -> list[np.ndarray]:
+    """One predicted mask (or an empty one) per ground-truth object of one category at one frame.
+
+    gt bool [m, H, W]; pred bool [n, H, W]."""
+    empty = np.zeros(gt.shape[1:], dtype=bool)
+    if pred.shape[0] == 0:
+        return [empty] * gt.shape[0]
+    gt_flat, pred_flat = gt.reshape(gt.shape[0], -1), pred.reshape(pred.shape[0], -1)
+    inter = gt_flat.astype(np.float32) @ pred_flat.T.astype(np.float32)  # [m, n]
+    union = gt_flat.sum(1)[:, None] + pred_flat.sum(1)[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    empty_j = (gt_flat.sum(1) == 0).astype(np.float64)  # J of an empty prediction: 1 iff absent
+    assignment = assign_predictions(iou, empty_j, np.ones(iou.shape, dtype=bool))
+    return [empty if a is None else pred[a] for a in assignment]
+
+
+def _memory(features: list[torch.Tensor], query_idx: int, slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[T, C, h, w] memory and [T] mask from per-frame features: slot T-1 = frame query_idx - 1."""
+    memory = torch.zeros(slots, *features[0].shape)
+    mask = torch.zeros(slots, dtype=torch.bool)
+    for slot in range(slots):
+        source = query_idx - slots + slot
+        if source >= 0:
+            memory[slot], mask[slot] = features[source].float().cpu(), True
+    return memory, mask
+
+
+@torch.inference_mode()
+def _evaluate_video(model, files, cache_dir: Path, tokenizer: PromptTokenizer, threshold: float,
+                    rules: tuple[str, ...], device: torch.device) -> _VideoScores:
+    annotation = load_annotation(files.json_path)
+    num_frames = annotation.num_annotated_frames
+    frames = list(evaluated_frames(num_frames))  # raises with fewer than 3 annotated frames
+    degraded = read_degraded_frames(files.json_path, num_frames)
+    header = read_cache_header(cache_path(cache_dir, files.video_id))
+    cached = list(load_cached_features(header, annotation.annotated_frame_indices()))  # K x [C, h, w]
+    categories = list(annotation.categories or [DEFAULT_PROMPT] * annotation.num_objects)
+    prompts = sorted(set(categories))
+    objects_of = {p: [o for o, c in enumerate(categories) if c == p] for p in prompts}
+    all_slots = list(range(annotation.num_objects))
+    gt = np.stack([annotation.decode_masks(k, all_slots) for k in range(num_frames)], axis=1)  # [O, K, H, W]
+    size = (annotation.height, annotation.width)
+    slots = model.config.memory.context_frames
+    num_prompts, num_conditions = len(prompts), len(CONDITIONS)
+    input_ids, attention_mask = tokenizer(prompts)
+    text = model.encode_text(input_ids.to(device), attention_mask.to(device))
+    text = TextFeatures(features=text.features.repeat(num_conditions, 1, 1), mask=text.mask.repeat(num_conditions, 1))
+    keys = [(rule, condition) for rule in rules for condition in CONDITIONS]
+    pred = {key: np.zeros_like(gt) for key in keys}
+    student: list[torch.Tensor] = []
+    with VideoFrameReader(files.video_path, size) as reader:
+        check_video_matches(reader, annotation)
+        for k in range(frames[-1] + 1):
+            pixels = torch.from_numpy(preprocess_frame(reader.read_frame(annotation.video_frame(k)),
+                                                       model.config.image_size))[None].to(device)
+            vision = model.encode_image(pixels)
+            if k in frames:
+                memories = [_memory(cached, k, slots), _memory(student, k, slots)]
+                memories.insert(0, (torch.zeros_like(memories[0][0]), torch.zeros_like(memories[0][1])))
+                # batch rows: condition-major, prompt-minor -> [conditions * prompts, ...]
+                memory = torch.stack([m for m, _ in memories]).repeat_interleave(num_prompts, 0).to(device)
+                memory_mask = torch.stack([m for _, m in memories]).repeat_interleave(num_prompts, 0).to(device)
+                batch_vision = VisionFeatures(fpn_hidden_states=tuple(
+                    level.expand(num_conditions * num_prompts, -1, -1, -1) for level in vision.fpn_hidden_states))
+                out = model.forward_video(None, None, memory, memory_mask, vision=batch_vision, text=text)
+                query_prob, presence_prob = out.pred_logits.sigmoid(), out.presence_logits.sigmoid()  # [rows, Q/1]
+                for rule, condition in keys:
+                    for p, prompt in enumerate(prompts):
+                        row = CONDITIONS.index(condition) * num_prompts + p
+                        instances = _instances(out.pred_masks[row], query_prob[row], presence_prob[row, 0],
+                                               threshold, size, rule)
+                        objs = objects_of[prompt]
+                        for obj, mask in zip(objs, _match(gt[objs, k], instances)):
+                            pred[rule, condition][obj, k] = mask
+            student.append(vision.memory_features[0])
+    result = _VideoScores(j={}, f={}, j_frames={}, degraded=np.array([k in degraded for k in frames]))
+    for key in keys:
+        score = score_video(gt, pred[key])
+        result.j[key], result.f[key] = score.j, score.f
+        inter = (gt[:, frames] & pred[key][:, frames]).sum((2, 3))  # [O, E]
+        union = (gt[:, frames] | pred[key][:, frames]).sum((2, 3))
+        result.j_frames[key] = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    return result
+
+
+def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshold: float = DEFAULT_THRESHOLD,
+                    device: str = "cpu", annotation_type: str = "manual", show_progress: bool = True,
+                    rules: tuple[str, ...] = RULES) -> MemoryEvalResult:
+    """Score ``model`` on every video under ``sav_root`` under the three memory conditions.
+
+    ``rules``: which queries are instances (see ``_instances``), each scored from the same forward
+    passes; the first is the primary one.
+
+    Bad videos (unreadable files, missing cache, fewer than 3 annotated frames) are skipped and listed.
+    """
+    if not rules or any(rule not in RULES for rule in rules):
+        raise ValueError(f"rules must be a non-empty subset of {RULES}, got {rules!r}")
+    started = time.perf_counter()
+    device = torch.device(device)
+    model = model.to(device).eval()
+    tokenizer = PromptTokenizer(model)
+    per_video: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    scores: list[_VideoScores] = []
+    for files in tqdm(find_videos(sav_root, annotation_type), desc="memory eval", unit="video",
+                      disable=not show_progress):
+        try:
+            video = _evaluate_video(model, files, Path(cache_dir), tokenizer, threshold, tuple(rules), device)
+        except (SAVFormatError, CacheFileError, ValueError) as error:
+            skipped[files.video_id] = str(error)
+            continue
+        scores.append(video)
+        for rule in rules:
+            per_video.setdefault(rule, {})[files.video_id] = {
+                c: float(100 * np.mean((video.j[rule, c] + video.f[rule, c]) / 2)) for c in CONDITIONS}
+    if not scores:
+        raise ValueError(f"{sav_root}: no video could be evaluated: {skipped}")
+    results: dict[str, dict[str, ConditionScore]] = {}
+    for rule in rules:
+        for condition in CONDITIONS:
+            key = (rule, condition)
+            j = np.concatenate([s.j[key] for s in scores])
+            f = np.concatenate([s.f[key] for s in scores])
+            j_degraded = np.concatenate([s.j_frames[key][:, s.degraded].ravel() for s in scores])
+            j_clean = np.concatenate([s.j_frames[key][:, ~s.degraded].ravel() for s in scores])
+            results.setdefault(rule, {})[condition] = ConditionScore(
+                jf=float(100 * np.mean((j + f) / 2)), j=float(100 * j.mean()), f=float(100 * f.mean()),
+                j_degraded=float(100 * j_degraded.mean()) if j_degraded.size else float("nan"),
+                j_clean=float(100 * j_clean.mean()) if j_clean.size else float("nan"))
+    return MemoryEvalResult(rules=tuple(rules), scores=results, per_video=per_video, skipped=skipped,
+                            num_objects=sum(len(s.j[rules[0], CONDITIONS[0]]) for s in scores),
+                            num_frames=sum(len(s.degraded) for s in scores), threshold=threshold,
+                            wall_time_s=time.perf_counter() - started)
+
+
+def format_memory_table(result: MemoryEvalResult) -> str:
+    lines = [f"{'rule':<10} {'condition':<28} {'J&F':>6} {'J':>6} {'F':>6} {'J degraded':>11} {'J clean':>8}"]
+    for rule in result.rules:
+        for name, score in result.scores[rule].items():
+            lines.append(f"{rule:<10} {name:<28} {score.jf:6.1f} {score.j:6.1f} {score.f:6.1f} "
+                         f"{score.j_degraded:11.1f} {score.j_clean:8.1f}")
+    lines.append(f"({len(result.per_video)} held-out videos, {result.num_objects} objects, {result.num_frames} "
+                 f"evaluated frames; skipped {len(result.skipped)})")
+    lines += [f"skipped {video_id}: {reason}" for video_id, reason in result.skipped.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="J&F with memory off / on (cached) / on (student features).")
+    parser.add_argument("--model", type=Path, required=True, help="EfficientSAM3 checkpoint directory")
+    parser.add_argument("--sav-root", type=Path, required=True, help="held-out SA-V train-layout folder")
+    parser.add_argument("--cache-dir", type=Path, required=True, help="feature cache of those videos")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES), help="first = primary")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, help="write the result as JSON here")
+    args = parser.parse_args(argv)
+    from efficient_sam3 import EfficientSam3Model
+
+    model = EfficientSam3Model.from_pretrained(args.model)
+    result = evaluate_memory(model, args.sav_root, args.cache_dir, args.threshold, args.device,
+                             rules=tuple(args.rules))
+    print(format_memory_table(result))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

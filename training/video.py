@@ -1,0 +1,372 @@
+"""Video stage: train the temporal memory (perceiver_resampler + memory_cross_attn) on SA-V clips.
+
+    python -m training.video --sav-root DIR --cache-dir DIR [--student-ckpt DIR] [--out DIR] [--resume [PATH]]
+    torchrun --nproc_per_node K -m training.video --sav-root DIR --cache-dir DIR ...
+    python -m training.video [--out DIR]      # no data flags: the offline default pipeline (training.pipeline)
+
+Each clip is T cached context features + one decoded query frame (``SAVVideoDataset``) with ONE text
+prompt (``training.batch``). Everything but the memory modules is frozen and in eval mode; the image
+encoder and the text encoder run without autograd, and gradients reach the memory modules through
+the frozen DETR decoder and mask decoder. No teacher is loaded: context features come from the cache.
+Writes ``<out>/checkpoints/last.pt`` (trainable modules + optimizer + scheduler + step + RNG),
+``<out>/log.jsonl``, ``<out>/loss_curves.png`` and ``<out>/final_model`` (save_pretrained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from efficient_sam3.checkpoint import load_pretrained
+from efficient_sam3.freeze import VIDEO_TRAINABLE_MODULES, freeze_for_video_distillation, set_frozen_eval
+from efficient_sam3.outputs import SegmentationOutput
+from training.batch import PromptedBatch, PromptTokenizer, build_batch, sample_rng
+from training.checkpoint import LAST_CHECKPOINT, check_trainable_modules, load_training_checkpoint, \
+    save_training_checkpoint
+from training.clip_order import epoch_order, samples_per_epoch
+from training.config import FINAL_MODEL_DIR, IMAGE_STAGE_CHECKPOINT, RESUME_FIELDS, VideoDistillationConfig, \
+    timestamped_run_dir
+from training.data.video_dataset import SAVVideoDataset
+from training.distributed import DistributedContext, average_gradients, barrier, broadcast_object, \
+    broadcast_parameters, init_distributed, mean_over_ranks, shutdown
+from training.frame_dataset import read_video_facts
+from training.image import seed_everything
+from training.losses import SegmentationLoss
+from training.run_log import LOG_FILE, PLOT_FILE, RunLog, plot_loss_curves
+from training.schedule import warmup_cosine_scheduler
+from training.teacher import weights_sha256
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+DEBUG_MAX_VIDEOS = 2
+DEBUG_STEPS = 3
+
+
+@dataclass(frozen=True)
+class VideoStageResult:
+    out_dir: Path
+    checkpoint: Path
+    final_model: Path
+    log_path: Path
+    plot_path: Path
+    steps: int  # optimizer steps completed (including those before a resume)
+    total_steps: int  # steps of the full schedule
+    final_loss: float
+    missing_keys: list[str]  # memory-module keys the student checkpoint lacked (kept at initialisation)
+    trainable_sha256: str  # hash of the trained parameters (identical on every rank)
+    wall_time_s: float
+    rank: int  # this process's rank (0 without torchrun)
+
+
+def find_latest_student(runs_dir: Path) -> Path:
+    """The newest image-stage student (``<run>/student/model.safetensors``) anywhere under ``runs_dir``."""
+    candidates = [path.parent for path in Path(runs_dir).glob(f"**/{IMAGE_STAGE_CHECKPOINT}/model.safetensors")]
+    if not candidates:
+        raise FileNotFoundError(f"{runs_dir}: no image-stage checkpoint (*/{IMAGE_STAGE_CHECKPOINT}/model.safetensors);"
+                                f" run python -m training.image first or pass --student-ckpt")
+    return max(candidates, key=lambda path: (path / "model.safetensors").stat().st_mtime)
+
+
+def resolve_resume(resume: Path) -> Path:
+    """A checkpoint file, or a run folder whose ``checkpoints/last.pt`` is used."""
+    resume = Path(resume)
+    if resume.is_dir():
+        resume = resume / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if not resume.is_file():
+        raise FileNotFoundError(f"{resume}: no training checkpoint to resume from")
+    return resume
+
+
+def memory_forward(model, batch: PromptedBatch) -> SegmentationOutput:
+    """Frozen encoders without autograd, then the memory path and the heads with autograd."""
+    with torch.no_grad():
+        vision = model.encode_image(batch.pixel_values)
+        text = model.encode_text(batch.input_ids, batch.attention_mask)
+    return model.forward_video(None, None, batch.memory_features, batch.memory_mask, vision=vision, text=text)
+
+
+def trainable_sha256(model) -> str:
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters()):
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def train_video_stage(config: VideoDistillationConfig) -> VideoStageResult:
+    context = init_distributed(config.device)
+    try:
+        return _train(_apply_debug(config), context)
+    finally:
+        shutdown(context)
+
+
+def _apply_debug(config: VideoDistillationConfig) -> VideoDistillationConfig:
+    if not config.debug:
+        return config
+    return replace(config, max_videos=config.max_videos or DEBUG_MAX_VIDEOS,
+                   stop_after_steps=config.stop_after_steps or DEBUG_STEPS, checkpoint_every=1)
+
+
+def _train(config: VideoDistillationConfig, context: DistributedContext) -> VideoStageResult:
+    started = time.perf_counter()
+    resume_path = resolve_resume(config.resume) if config.resume is not None else None
+    out_dir = config.out_dir or (resume_path.parent.parent if resume_path
+                                 else timestamped_run_dir("video", config.runs_dir))
+    out_dir = Path(broadcast_object(str(out_dir), context))
+    student_dir = config.student_checkpoint or find_latest_student(config.runs_dir)
+    student_dir = Path(broadcast_object(str(student_dir), context))
+
+    seed_everything(config.seed)  # memory modules missing from the student are initialised identically
+    loaded = load_pretrained(student_dir)
+    model = loaded.model
+    if context.is_main and loaded.missing_keys:
+        print(f"{student_dir}: {len(loaded.missing_keys)} memory-module keys missing, kept at initialisation: "
+              + ", ".join(loaded.missing_keys))
+    if model.config.memory.context_frames != config.context_frames:
+        raise ValueError(f"context_frames {config.context_frames} != the model's memory.context_frames "
+                         f"{model.config.memory.context_frames}")
+    if config.memory_gate_init is not None and resume_path is None:
+        with torch.no_grad():
+            if torch.all(model.memory_cross_attn.gate == 0):
+                model.memory_cross_attn.gate.fill_(config.memory_gate_init)
+    freeze_for_video_distillation(model)
+    check_trainable_modules(model, VIDEO_TRAINABLE_MODULES)
+    model.to(context.device)
+    model.train()
+    set_frozen_eval(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    broadcast_parameters(params, context)
+
+    dataset = SAVVideoDataset(config.sav_root, config.cache_dir, context_frames=config.context_frames,
+                              annotation_type=config.annotation_type,
+                              max_objects_per_frame=config.max_objects_per_frame,
+                              image_size=model.config.image_size, skip_bad_videos=True)
+    if len(dataset) == 0:
+        raise ValueError(f"{config.sav_root}: no clips (bad videos: {[b.reason for b in dataset.bad_videos]})")
+    facts = read_video_facts(config.sav_root, config.annotation_type)
+    clip_keys = [dataset.item_key(index) for index in range(len(dataset))]
+    degraded_keys = {(v, q) for v, q in clip_keys if q in facts[v].degraded_frames}
+    allowed = set(sorted({v for v, _ in clip_keys})[: config.max_videos]) if config.max_videos else None
+    clips_per_step = config.batch_size * config.grad_accum
+    num_clips = sum(1 for v, _ in clip_keys if allowed is None or v in allowed)
+    epoch_length = samples_per_epoch(num_clips, context.world_size, clips_per_step, config.steps_per_epoch)
+    steps_per_epoch = epoch_length // clips_per_step
+    total_steps = config.epochs * steps_per_epoch
+    end_step = min(total_steps, config.stop_after_steps or total_steps)
+
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = warmup_cosine_scheduler(optimizer, config.warmup_steps, total_steps, config.min_lr_ratio)
+    run_config = {**config.to_dict(), "world_size": context.world_size, "steps_per_epoch_resolved": steps_per_epoch}
+    student = {"path": str(student_dir), "sha256": weights_sha256(student_dir)}
+    step = 0
+    if resume_path is not None:
+        saved = load_training_checkpoint(resume_path, model, VIDEO_TRAINABLE_MODULES, optimizer, scheduler)
+        _check_resume_compatible(saved.config, run_config, saved.student, student, resume_path)
+        step = saved.step
+    loss_fn = SegmentationLoss(weights=config.loss_weights)
+    tokenizer = PromptTokenizer(model)
+
+    checkpoint_path = out_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    log_path, plot_path = out_dir / LOG_FILE, out_dir / PLOT_FILE
+    run_log = RunLog(log_path, resume_from_step=step if resume_path else None) if context.is_main else None
+    if context.is_main:
+        (out_dir / "video_config.json").write_text(json.dumps({**run_config, "student": student}, indent=2))
+    saw_gradient = dict.fromkeys(names, False)
+    orders: dict[int, list[int]] = {}
+    row: dict = {}
+    progress = tqdm(total=end_step, initial=step, desc="video stage", unit="step",
+                    disable=not (config.show_progress and context.is_main))
+    while step < end_step:
+        step_started = time.perf_counter()
+        epoch, step_in_epoch = divmod(step, steps_per_epoch)
+        if epoch not in orders:
+            orders = {epoch: epoch_order(clip_keys, degraded_keys, epoch_length, config.seed, epoch, context.rank,
+                                         context.world_size, config.degraded_fraction, allowed)}
+        optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, float] = defaultdict(float)
+        for micro in range(config.grad_accum):
+            first = (step_in_epoch * config.grad_accum + micro) * config.batch_size
+            positions = range(first, first + config.batch_size)
+            items = [dataset[orders[epoch][p]] for p in positions]
+            categories = [list(facts[item["video_id"]].categories) for item in items]
+            rngs = [sample_rng(config.seed, epoch, context.rank, p) for p in positions]
+            batch = build_batch(items, categories, rngs, tokenizer, config.absent_prompt_prob).to(context.device)
+            output = memory_forward(model, batch)
+            losses = loss_fn(output.pred_masks, output.pred_boxes, output.pred_logits, output.presence_logits,
+                             output.iou_scores, batch.gt_masks, batch.gt_boxes)
+            if not torch.isfinite(losses.total):
+                raise FloatingPointError(f"video stage step {step}: non-finite loss "
+                                         f"{ {k: float(v) for k, v in losses.terms.items()} } on {batch.video_ids}")
+            (losses.total / config.grad_accum).backward()
+            sums["loss"] += float(losses.total.detach()) / config.grad_accum
+            for name, value in losses.terms.items():
+                sums[name] += float(value) / config.grad_accum
+            sums["num_matched"] += losses.num_matched
+        average_gradients(params, context)
+        if config.debug:
+            _check_gradients(model, names, saw_gradient, step)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        metrics = mean_over_ranks({**sums, "grad_norm": float(grad_norm)}, context)
+        if context.is_main:
+            row = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0], **metrics,
+                   "memory_gate": float(torch.tanh(model.memory_cross_attn.gate.detach()).item()),
+                   "steps_per_s": 1.0 / (time.perf_counter() - step_started)}
+            run_log.write(row)
+            progress.update(1)
+            progress.set_postfix(loss=f"{row['loss']:.3f}", steps_per_s=f"{row['steps_per_s']:.2f}")
+        if step % config.checkpoint_every == 0 or step == end_step:
+            if context.is_main:
+                save_training_checkpoint(checkpoint_path, model, VIDEO_TRAINABLE_MODULES, optimizer, scheduler,
+                                         step, run_config, student)
+            barrier(context)
+    progress.close()
+
+    if config.debug:
+        never = [name for name, seen in saw_gradient.items() if not seen]
+        if never:
+            raise AssertionError(f"debug: trainable parameters never received a nonzero gradient: {never}")
+    digest = trainable_sha256(model)
+    if config.debug:
+        (out_dir / f"debug_rank{context.rank}.json").write_text(json.dumps({"rank": context.rank, "step": step,
+                                                                             "trainable_sha256": digest}))
+    final_model = out_dir / FINAL_MODEL_DIR
+    if context.is_main:
+        run_log.close()
+        if not checkpoint_path.exists():  # a resume at the end step: nothing trained, keep the file current
+            save_training_checkpoint(checkpoint_path, model, VIDEO_TRAINABLE_MODULES, optimizer, scheduler,
+                                     step, run_config, student)
+        model.eval()
+        model.save_pretrained(final_model)
+        if log_path.stat().st_size > 0:
+            plot_loss_curves(log_path, plot_path, title=f"video stage ({student_dir.name})")
+    barrier(context)
+    return VideoStageResult(out_dir=out_dir, checkpoint=checkpoint_path, final_model=final_model, log_path=log_path,
+                            plot_path=plot_path, steps=step, total_steps=total_steps,
+                            final_loss=row.get("loss", math.nan), missing_keys=list(loaded.missing_keys),
+                            trainable_sha256=digest, wall_time_s=time.perf_counter() - started,
+                            rank=context.rank)
+
+
+def _check_gradients(model, names: list[str], saw_gradient: dict[str, bool], step: int) -> None:
+    """Debug: every trainable gradient finite, frozen parameters without gradients."""
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            if param.grad is not None:
+                raise AssertionError(f"debug step {step}: frozen parameter {name} has a gradient")
+            continue
+        if param.grad is None:
+            continue
+        if not torch.isfinite(param.grad).all():
+            raise AssertionError(f"debug step {step}: non-finite gradient in {name}")
+        if param.grad.abs().sum() > 0:
+            saw_gradient[name] = True
+
+
+def _check_resume_compatible(saved: dict, current: dict, saved_student: dict, student: dict, path: Path) -> None:
+    fields = (*RESUME_FIELDS, "world_size", "steps_per_epoch_resolved")
+    differences = {name: (saved.get(name), current.get(name))
+                   for name in fields if saved.get(name) != current.get(name)}
+    if differences:
+        raise ValueError(f"{path}: cannot resume, settings differ from the checkpoint (saved, now): {differences}")
+    if saved_student.get("sha256") != student["sha256"]:
+        raise ValueError(f"{path}: cannot resume, the frozen weights come from {saved_student.get('path')} "
+                         f"(sha256 {saved_student.get('sha256', '')[:16]}), not {student['path']} "
+                         f"(sha256 {student['sha256'][:16]})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = VideoDistillationConfig()
+    parser = argparse.ArgumentParser(
+        description="Video stage: train the temporal memory on SA-V clips with cached features. Without "
+                    "--sav-root it runs the offline default pipeline (synthetic data, image stage, feature "
+                    "caching, video stage, memory ON/OFF evaluation) in --out.")
+    parser.add_argument("--sav-root", type=Path, help="SA-V train-layout folder (omit for the default pipeline)")
+    parser.add_argument("--cache-dir", type=Path, help="feature cache folder (<video_id>.safetensors)")
+    parser.add_argument("--student-ckpt", type=Path, help="image-stage student (default: latest under --runs-dir)")
+    parser.add_argument("--runs-dir", type=Path, default=defaults.runs_dir)
+    parser.add_argument("--resume", type=Path, nargs="?", const=Path("__out__"),
+                        help="checkpoint file or run folder; bare --resume continues --out")
+    parser.add_argument("--out", type=Path, help="run folder (default runs/video-<timestamp>)")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"{DEBUG_STEPS} steps on {DEBUG_MAX_VIDEOS} videos, checking losses and gradients "
+                             f"(without --sav-root: a smoke run of the default pipeline)")
+    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch)
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum)
+    parser.add_argument("--degraded-fraction", type=float, default=defaults.degraded_fraction,
+                        help="share of query frames drawn from synthetic degraded frames")
+    parser.add_argument("--memory-gate-init", type=float, default=defaults.memory_gate_init,
+                        help="set a still-zero memory gate to this raw value before training")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    parser.add_argument("--stop-after-steps", type=int, help="end early; --resume continues the same schedule")
+    parser.add_argument("--max-videos", type=int, help="train on the first N videos only")
+    parser.add_argument("--annotation-type", choices=("manual", "auto"), default=defaults.annotation_type)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.sav_root is None:
+        pipeline_flags = {"out", "debug", "device", "seed"}
+        ignored = sorted(name for name, value in vars(args).items()
+                         if name not in pipeline_flags and value != parser.get_default(name))
+        if ignored:
+            parser.error(f"{', '.join('--' + n.replace('_', '-') for n in ignored)}: only with --sav-root (without it the "
+                         f"default pipeline runs on its own synthetic data and takes only --out, --debug, --device, "
+                         f"--seed)")
+        from training.config import PipelineConfig
+        from training.pipeline import run_default_pipeline
+
+        pipeline = PipelineConfig.smoke(args.out) if args.debug else PipelineConfig(out_dir=args.out)
+        pipeline = replace(pipeline, device=args.device, seed=args.seed)
+        run_default_pipeline(pipeline)
+        return 0
+    if args.cache_dir is None:
+        parser.error("--cache-dir is required with --sav-root")
+    resume = args.resume
+    if resume == Path("__out__"):
+        if args.out is None:
+            parser.error("bare --resume needs --out (the run folder to continue)")
+        resume = args.out
+    config = VideoDistillationConfig(
+        sav_root=args.sav_root, cache_dir=args.cache_dir, out_dir=args.out, student_checkpoint=args.student_ckpt,
+        runs_dir=args.runs_dir, resume=resume, annotation_type=args.annotation_type, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, lr=args.lr, warmup_steps=args.warmup_steps,
+        batch_size=args.batch_size, grad_accum=args.grad_accum, degraded_fraction=args.degraded_fraction,
+        memory_gate_init=args.memory_gate_init, checkpoint_every=args.checkpoint_every,
+        stop_after_steps=args.stop_after_steps, max_videos=args.max_videos,
+        debug=args.debug, seed=args.seed, device=args.device)
+    result = train_video_stage(config)
+    if result.rank == 0:
+        print(f"video stage: {result.steps}/{result.total_steps} steps, final loss {result.final_loss:.4f}, "
+              f"{result.wall_time_s:.0f} s; checkpoint {result.checkpoint}; model {result.final_model}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
