@@ -1,0 +1,224 @@
+"""Run every benchmark and write ``<out-dir>/<YYYY-MM-DD>-<host>.json`` + ``.md``.
+
+    python -m benchmarks.run [--quick] [--preset edge|tiny] [--out-dir benchmarks/results]
+                             [--checkpoint DIR] [--work-dir DIR] [--threads N]
+
+Without ``--checkpoint`` the preset is built with random weights (seed 0): speed does not depend on
+weight values. The checkpoint is exported with export/ (ONNX, ExecuTorch fp32, ExecuTorch int8) into the
+work folder (exports already there for the same checkpoint are reused). ``--quick`` times fewer frames
+and skips the exports (unless reusable), the anchors, all but the torch runtime session and the SAM3
+teacher; it is the CI smoke run (tiny preset, under 3 minutes on 2 cores). Sections:
+latency, memory_path, flops, memory, training (see each module's docstring for what is timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks.anchors import ANCHORS, unavailable_reason
+from benchmarks.artifacts import Artifacts, missing_status, prepare_artifacts
+from benchmarks.latency import LatencyStats, TimingPlan
+from benchmarks.memory import WorkerError, WorkerResult, WorkerSpec, run_in_subprocess
+from benchmarks.report import Section, build_result, machine_info, render_markdown, write_results
+from benchmarks.sections import flops_sections, latency_section, memory_section, section_failed, training_section
+from benchmarks.training_side import write_synthetic
+
+FULL_PLAN = TimingPlan(warmup=3, frames=20, slow_frames=3)
+QUICK_PLAN = TimingPlan(warmup=1, frames=3, slow_frames=3)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    preset: str = "edge"
+    quick: bool = False
+    out_dir: Path = Path("benchmarks/results")
+    checkpoint: Path | None = None  # None: random weights of the preset
+    work_dir: Path | None = None  # None: a temporary folder, removed afterwards
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    prompt: str = "red circle"
+    worker_timeout_s: float = 3600.0
+
+    @property
+    def plan(self) -> TimingPlan:
+        return QUICK_PLAN if self.quick else FULL_PLAN
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one worker process gave (or why it gave nothing)."""
+
+    name: str
+    result: WorkerResult | None = None
+    status: str = "ok"
+    reason: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def latency(self) -> LatencyStats | None:
+        return self.result.latency if self.result else None
+
+
+def _measure(name: str, spec: WorkerSpec, timeout_s: float, details: dict[str, str]) -> Measured:
+    print(f"[benchmarks] {name} ...", file=sys.stderr, flush=True)
+    try:
+        result = run_in_subprocess(spec, timeout_s)
+    except WorkerError as err:
+        return Measured(name, status="unavailable", reason=str(err), details=details)
+    except Exception as err:  # noqa: BLE001 - e.g. an unreadable worker reply; the row says what happened
+        return Measured(name, status="unavailable", reason=f"{type(err).__name__}: {err}", details=details)
+    return Measured(name, result=result, details={**details, **result.details})
+
+
+def measure_backends(config: BenchConfig, artifacts: Artifacts) -> list[Measured]:
+    """Every way of running our model, then the anchors, each in its own process."""
+    plan, threads, timeout = config.plan, config.threads, config.worker_timeout_s
+    programs = "encode_frame + decode, 1 prompt, full memory"
+    targets = [
+        ("PyTorch eager", "eager", artifacts.checkpoint, None,
+         {"timed": "model.encode_image + model.forward_video (precomputed text), full memory"}),
+        ("PyTorch eager, fused (deployment form)", "eager_fused", artifacts.checkpoint, None,
+         {"timed": "as above after fuse_for_deployment"}),
+        ("ONNX Runtime", "onnx", artifacts.onnx_dir, artifacts.onnx_reason, {"timed": f"ORT CPU: {programs}"}),
+        ("ExecuTorch fp32", "executorch", artifacts.pte_fp32, artifacts.pte_fp32_reason,
+         {"timed": f"XNNPACK: {programs}"}),
+        ("ExecuTorch int8", "executorch", artifacts.pte_int8, artifacts.pte_int8_reason,
+         {"timed": f"XNNPACK int8: {programs}"}),
+    ]
+    measured = []
+    for name, kind, path, reason, details in targets:
+        if path is None:
+            measured.append(Measured(name, status=missing_status(reason), reason=reason, details=details))
+            continue
+        spec = WorkerSpec(kind=kind, threads=threads, plan=plan, path=str(path), prompt=config.prompt)
+        measured.append(_measure(name, spec, timeout, details))
+
+    sessions = [("torch", artifacts.checkpoint, None), ("onnx", artifacts.onnx_dir, artifacts.onnx_reason),
+                ("executorch", artifacts.pte_fp32, artifacts.pte_fp32_reason),
+                ("executorch", artifacts.pte_int8, artifacts.pte_int8_reason)]
+    for (backend, path, reason), label in zip(sessions, ("torch", "onnx", "executorch fp32", "executorch int8")):
+        name = f"runtime.VideoSession.step ({label})"
+        details = {"timed": "step(1280x720 uint8 frame): preprocess, programs, masks at frame size, tracking"}
+        if config.quick and label != "torch":
+            measured.append(Measured(name, status="skipped", reason="--quick", details=details))
+        elif path is None:
+            measured.append(Measured(name, status=missing_status(reason), reason=reason, details=details))
+        else:
+            spec = WorkerSpec(kind="session", threads=threads, plan=plan, path=str(path), backend=backend,
+                              prompt=config.prompt)
+            measured.append(_measure(name, spec, timeout, details))
+
+    for key, anchor in ANCHORS.items():
+        missing = unavailable_reason(key)
+        if config.quick:
+            measured.append(Measured(anchor.label, status="skipped", reason="--quick (anchors take seconds per frame)"))
+        elif missing:
+            measured.append(Measured(anchor.label, status="unavailable", reason=missing))
+        else:
+            spec = WorkerSpec(kind="anchor", threads=threads, plan=plan, anchor=key)
+            measured.append(_measure(anchor.label, spec, timeout, {}))
+    return measured
+
+
+@contextmanager
+def _stage(name: str, stage_s: dict[str, float]):
+    print(f"[benchmarks] stage: {name}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        stage_s[name] = time.perf_counter() - started
+
+
+def run_benchmarks(config: BenchConfig) -> tuple[dict, str, Path, Path]:
+    """Run every section; returns (result dict, markdown, json path, markdown path)."""
+    started = time.perf_counter()
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    machine = machine_info(config.threads)
+    work_dir = config.work_dir or Path(tempfile.mkdtemp(prefix="esam3-bench-"))
+    stage_s: dict[str, float] = {}
+    num_videos, video_frames = (1, 21) if config.quick else (2, 41)
+    try:
+        with _stage("synthetic data", stage_s):
+            sav_root, sav_reason = None, None
+            try:
+                sav_root = write_synthetic(work_dir / "sav", num_videos, video_frames)
+            except Exception as err:  # noqa: BLE001 - the rows that need the data say so
+                sav_reason = f"synthetic data failed: {type(err).__name__}: {err}"
+        with _stage("export", stage_s):
+            artifacts = prepare_artifacts(config.preset, config.checkpoint, work_dir / "artifacts", config.prompt,
+                                          calibration_videos=sav_root,
+                                          calibration_frames=None, export_missing=not config.quick)
+        with _stage("backends and anchors", stage_s):
+            measured = measure_backends(config, artifacts)
+        sections: list[Section] = []
+        try:
+            sections.append(latency_section(measured, config.threads))
+        except Exception as err:  # noqa: BLE001
+            sections.append(section_failed("latency", "Streaming per-frame latency", err))
+        import torch
+
+        torch.set_num_threads(config.threads)
+        with _stage("memory path and flops", stage_s):
+            try:
+                sections += flops_sections(artifacts.checkpoint, measured, config.plan, config.prompt, config.quick)
+            except Exception as err:  # noqa: BLE001 - reported as an unavailable section
+                sections += [section_failed("memory_path", "Cost of the memory path", err),
+                             section_failed("flops", "FLOPs per frame", err)]
+        try:
+            sections.append(memory_section(measured, artifacts))
+        except Exception as err:  # noqa: BLE001
+            sections.append(section_failed("memory", "Peak resident memory", err))
+        with _stage("training side", stage_s):
+            try:
+                sections.append(training_section(artifacts.checkpoint, sav_root, sav_reason, num_videos,
+                                                 work_dir / "training", config.quick))
+            except Exception as err:  # noqa: BLE001
+                sections.append(section_failed("training", "Training side", err))
+    finally:
+        if config.work_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    run_config = {"preset": config.preset, "quick": config.quick, "checkpoint": str(config.checkpoint or "random"),
+                  "threads": config.threads, "prompt": config.prompt, "plan": config.plan.__dict__,
+                  "artifacts": artifacts.describe(), "stage_s": stage_s}
+    host = socket.gethostname()
+    result = build_result(sections, machine, run_config, created, host, time.perf_counter() - started)
+    markdown = render_markdown(result, sections)
+    json_path, md_path = write_results(result, markdown, config.out_dir)
+    return result, markdown, json_path, md_path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI smoke run: few frames, no anchors")
+    parser.add_argument("--preset", default="edge", choices=["edge", "tiny"])
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--checkpoint", type=Path, help="benchmark this checkpoint instead of random weights")
+    parser.add_argument("--work-dir", type=Path, help="keep exports and synthetic data here (default: temporary)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads per backend")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit("--threads must be >= 1")
+    config = BenchConfig(preset=args.preset, quick=args.quick, out_dir=args.out_dir, checkpoint=args.checkpoint,
+                         work_dir=args.work_dir, threads=args.threads)
+    _, markdown, json_path, md_path = run_benchmarks(config)
+    print(markdown)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Export to one ExecuTorch program with the methods encode_frame, decode and encode_text.
+
+    python -m export.executorch --checkpoint DIR --out model.pte [--quantize int8 --calibration-videos DIR]
+                                [--prompt "red circle" ...] [--parity-frames VIDEO_OR_DIR]
+
+Recipe: load the checkpoint -> deployment form (export.fuse) -> ``torch.export`` of each entry point
+(export.wrappers; for int8, PT2E quantization calibrated on real frames, export.quantize) ->
+XNNPACK-friendly rewrites and ``to_edge_transform_and_lower(..., XnnpackPartitioner())``
+(export.lowering) -> ``.pte``. The metadata goes to ``<out>.json`` (export.metadata).
+
+Before anything is moved into place, the new program is checked against the eager model
+(export.parity); on a mismatch nothing is written and the command exits 1. The ops left outside the
+XNNPACK delegate are printed per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from efficient_sam3 import EfficientSam3Model
+from export.config import DEFAULT_CALIBRATION_FRAMES, DEFAULT_PARITY_FRAMES, ExecutorchExportConfig, tolerance_for
+from export.frames import read_frames, to_pixel_values
+from export.fuse import deployment_model
+from export.lowering import count_delegates, lower_to_xnnpack, ops_outside_delegate
+from export.metadata import build_metadata, checkpoint_sha256, metadata_path, prompt_records, write_json_atomic
+from export.parity import ParityError, ParityReport, check_parity
+from export.progress import StageTimer
+from export.wrappers import METHOD_NAMES, EncodeText, build_entry_points
+
+
+@dataclass
+class ExportResult:
+    program: Path
+    metadata: Path
+    size_bytes: int
+    ops_outside_delegate: dict[str, Counter]
+    delegate_calls: dict[str, int]
+    parity: ParityReport
+    stage_seconds: dict[str, float]
+
+
+def _calibration_inputs(model: EfficientSam3Model, config: ExecutorchExportConfig):
+    from export.quantize import build_calibration_set
+
+    # Every 4th video frame: the frames the memory sees (annotated SA-V frames are 4 apart).
+    frames = read_frames(config.calibration_videos, config.calibration_frames, stride=4)
+    prompt = config.prompts[0] if config.prompts else "red circle"
+    text = model.encode_text(*model.tokenize([prompt]))
+    return build_calibration_set(model, to_pixel_values(frames, model.config.image_size), text.features, text.mask)
+
+
+def export_programs(model: EfficientSam3Model, config: ExecutorchExportConfig,
+                    timer: StageTimer) -> dict[str, torch.export.ExportedProgram]:
+    """torch.export of the three entry points (int8: encode_frame and decode quantized)."""
+    if config.quantize == "int8":
+        from export.quantize import quantize_entry_points
+
+        with timer.stage(f"calibrate and quantize (int8, {config.calibration_frames} frames)"):
+            programs = quantize_entry_points(model, _calibration_inputs(model, config))
+        with timer.stage("torch.export encode_text (fp32)"):
+            text = EncodeText(model)
+            programs["encode_text"] = torch.export.export(text, text.example_inputs())
+        return {name: programs[name] for name in METHOD_NAMES}
+    wrappers = build_entry_points(model)
+    programs = {}
+    for name in METHOD_NAMES:
+        with timer.stage(f"torch.export {name}"):
+            programs[name] = torch.export.export(wrappers[name], wrappers[name].example_inputs())
+    return programs
+
+
+@torch.no_grad()
+def export_executorch(config: ExecutorchExportConfig) -> ExportResult:
+    timer = StageTimer("export.executorch")
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with timer.stage(f"load {config.checkpoint}"):
+        model = EfficientSam3Model.from_pretrained(config.checkpoint).eval()
+        sha = checkpoint_sha256(config.checkpoint)
+    with timer.stage("fold BatchNorms and re-parameterise"):
+        deployed = deployment_model(model)
+    programs = export_programs(deployed, config, timer)
+    with timer.stage("lower to XNNPACK"):
+        edge = lower_to_xnnpack(programs)
+    outside = {name: ops_outside_delegate(edge, name) for name in METHOD_NAMES}
+    delegates = {name: count_delegates(edge, name) for name in METHOD_NAMES}
+    for name in METHOD_NAMES:
+        ops = ", ".join(f"{op} x{n}" for op, n in sorted(outside[name].items())) or "none"
+        print(f"[export.executorch] {name}: {delegates[name]} XNNPACK calls; outside the delegate: {ops}")
+    with timer.stage("serialise"):
+        buffer = edge.to_executorch().buffer
+
+    tmp_program = out.with_name(f".{out.name}.{os.getpid()}.tmp.pte")
+    tmp_metadata = metadata_path(tmp_program)
+    try:
+        tmp_program.write_bytes(buffer)
+        metadata = build_metadata(model, "executorch", config.checkpoint, sha, config.quantize,
+                                  prompt_records(model, config.prompts), {name: name for name in METHOD_NAMES})
+        write_json_atomic(tmp_metadata, metadata)
+        with timer.stage("parity check"):
+            frames = config.parity_frames or config.calibration_videos
+            report = check_parity(config.checkpoint, tmp_program, frames, config.parity_num_frames,
+                                  tolerance=config.parity_tolerance or tolerance_for(config.quantize), model=model)
+        print(report.format())
+        if not report.passed:
+            raise ParityError(report)
+        os.replace(tmp_metadata, metadata_path(out))
+        os.replace(tmp_program, out)
+    finally:
+        for path in (tmp_program, tmp_metadata):
+            if path.exists():
+                path.unlink()
+    print(f"[export.executorch] wrote {out} ({len(buffer) / 1e6:.1f} MB) and {metadata_path(out)}")
+    return ExportResult(out, metadata_path(out), len(buffer), outside, delegates, report, timer.seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export EfficientSAM3 to an ExecuTorch program (XNNPACK).")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="save_pretrained directory")
+    parser.add_argument("--out", required=True, type=Path, help="output .pte (metadata goes to <out>.json)")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none")
+    parser.add_argument("--prompt", action="append", default=[], help="prompt whose features are stored (repeatable)")
+    parser.add_argument("--calibration-videos", type=Path, default=None,
+                        help="video file or directory of videos for int8 calibration")
+    parser.add_argument("--calibration-frames", type=int, default=DEFAULT_CALIBRATION_FRAMES)
+    parser.add_argument("--parity-frames", type=Path, default=None,
+                        help="frames for the parity check (default: the calibration videos, else generated frames)")
+    parser.add_argument("--parity-num-frames", type=int, default=DEFAULT_PARITY_FRAMES)
+    args = parser.parse_args(argv)
+    config = ExecutorchExportConfig(
+        checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), quantize=args.quantize,
+        calibration_videos=args.calibration_videos, calibration_frames=args.calibration_frames,
+        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames)
+    try:
+        export_executorch(config)
+    except ParityError as err:
+        print(f"error: exported program does not match the model; nothing written\n{err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

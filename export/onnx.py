@@ -1,0 +1,121 @@
+"""Export to ONNX: one file per entry point, plus metadata.json, in one directory.
+
+    python -m export.onnx --checkpoint DIR --out DIR [--prompt "red circle" ...] [--parity-frames VIDEO_OR_DIR]
+
+Recipe: load the checkpoint -> deployment form (export.fuse) -> ``torch.onnx.export(dynamo=True)`` of
+each wrapper (export.wrappers) at opset >= 18 -> ``onnx.checker`` (full check) -> parity with
+onnxruntime on CPU against the eager model (export.parity). The directory is built under a temporary
+name and moved into place only when every check passes; on a parity mismatch the command exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from efficient_sam3 import EfficientSam3Model
+from export.config import DEFAULT_PARITY_FRAMES, OnnxExportConfig, tolerance_for
+from export.fuse import deployment_model
+from export.metadata import ONNX_METADATA_FILE, build_metadata, checkpoint_sha256, prompt_records, write_json_atomic
+from export.parity import ParityError, ParityReport, check_parity
+from export.progress import StageTimer
+from export.wrappers import INPUT_NAMES, METHOD_NAMES, OUTPUT_NAMES, build_entry_points
+
+
+@dataclass
+class OnnxExportResult:
+    directory: Path
+    files: dict[str, Path]
+    size_bytes: dict[str, int]
+    opset: int
+    parity: ParityReport
+    stage_seconds: dict[str, float]
+
+
+def export_method(wrapper: torch.nn.Module, method: str, path: Path, opset: int) -> None:
+    """torch.onnx.export (dynamo) of one wrapper to ``path``, then the full onnx.checker."""
+    import onnx
+
+    onnx_program = torch.onnx.export(
+        wrapper, wrapper.example_inputs(), dynamo=True, opset_version=opset,
+        input_names=list(INPUT_NAMES[method]), output_names=list(OUTPUT_NAMES[method]),
+        external_data=False, verbose=False)
+    onnx_program.save(str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """Replace ``out`` (if any) by ``staging``; the old directory is removed only after the rename."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.{os.getpid()}.old")
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+@torch.no_grad()
+def export_onnx(config: OnnxExportConfig) -> OnnxExportResult:
+    timer = StageTimer("export.onnx")
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with timer.stage(f"load {config.checkpoint}"):
+        model = EfficientSam3Model.from_pretrained(config.checkpoint).eval()
+        sha = checkpoint_sha256(config.checkpoint)
+    with timer.stage("fold BatchNorms and re-parameterise"):
+        wrappers = build_entry_points(deployment_model(model))
+    files = {name: f"{name}.onnx" for name in METHOD_NAMES}
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        for name in METHOD_NAMES:
+            with timer.stage(f"torch.onnx.export {name} (opset {config.opset}) + onnx.checker"):
+                export_method(wrappers[name], name, staging / files[name], config.opset)
+        metadata = build_metadata(model, "onnx", config.checkpoint, sha, "none",
+                                  prompt_records(model, config.prompts), files)
+        write_json_atomic(staging / ONNX_METADATA_FILE, metadata)
+        with timer.stage("parity check (onnxruntime CPU)"):
+            report = check_parity(config.checkpoint, staging, config.parity_frames, config.parity_num_frames,
+                                  tolerance=tolerance_for("none"), model=model)
+        print(report.format())
+        if not report.passed:
+            raise ParityError(report)
+        sizes = {name: (staging / files[name]).stat().st_size for name in METHOD_NAMES}
+        _move_into_place(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    print(f"[export.onnx] wrote {out}: " + ", ".join(f"{files[n]} {sizes[n] / 1e6:.1f} MB" for n in METHOD_NAMES))
+    return OnnxExportResult(out, {n: out / files[n] for n in METHOD_NAMES}, sizes, config.opset, report, timer.seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export EfficientSAM3 to ONNX (one file per entry point).")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="save_pretrained directory")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--prompt", action="append", default=[], help="prompt whose features are stored (repeatable)")
+    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--parity-frames", type=Path, default=None,
+                        help="frames for the parity check (video, frame directory or video directory)")
+    parser.add_argument("--parity-num-frames", type=int, default=DEFAULT_PARITY_FRAMES)
+    args = parser.parse_args(argv)
+    config = OnnxExportConfig(checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt),
+                              opset=args.opset, parity_frames=args.parity_frames,
+                              parity_num_frames=args.parity_num_frames)
+    try:
+        export_onnx(config)
+    except ParityError as err:
+        print(f"error: exported ONNX models do not match the model; nothing written\n{err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Static int8 quantization (PT2E, XNNPACK quantizer) of the per-frame entry points.
+
+What is quantized: every convolution, transposed convolution and linear whose input depends on the
+program's inputs (weights per channel, activations per tensor, symmetric int8), calibrated on real
+frames. Element-wise math, softmax, attention matmuls and normalisation stay fp32: they are cheap, and
+the attention logits and LayerNorm statistics are where int8 loses most accuracy. Values computed
+from parameters alone (the sine encodings of the learned reference boxes) are never quantized.
+``encode_text`` runs once per prompt and stays fp32.
+
+Calibration inputs for ``decode`` are built the way the runtime builds them: FPN levels of a real
+frame, the level-3 features of the frames before it as memory (slot T-1 = most recent, missing
+older slots masked False), and the prompt's text features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from export.wrappers import Decode, EncodeFrame
+
+QUANTIZED_OPS = (
+    torch.ops.aten.conv2d.default,
+    torch.ops.aten.conv_transpose2d.input,
+    torch.ops.aten.linear.default,
+)
+
+
+@dataclass
+class CalibrationSet:
+    """Example inputs for each quantized method (lists of positional-argument tuples)."""
+
+    encode_frame: list[tuple[torch.Tensor, ...]]
+    decode: list[tuple[torch.Tensor, ...]]
+
+
+def _input_dependent_nodes(graph: torch.fx.Graph) -> set[torch.fx.Node]:
+    """Nodes whose value depends on a graph input (placeholders of an unlifted module are inputs)."""
+    dependent: set[torch.fx.Node] = set()
+    for node in graph.nodes:
+        if node.op == "placeholder" or any(arg in dependent for arg in node.all_input_nodes):
+            dependent.add(node)
+    return dependent
+
+
+def _is_float(node: torch.fx.Node) -> bool:
+    value = node.meta.get("val")
+    return isinstance(value, torch.Tensor) and value.dtype.is_floating_point
+
+
+def _feeds_pad(node: torch.fx.Node) -> bool:
+    return any(user.target in (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)
+               for user in node.users)
+
+
+def build_quantizer(graph: torch.fx.Graph):
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    dependent = _input_dependent_nodes(graph)
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    quantizer = XNNPACKQuantizer()
+    for op in QUANTIZED_OPS:
+        quantizer.set_operator_type(op, config)
+
+    def quantize_node(node: torch.fx.Node) -> bool:
+        if node.op == "get_attr":  # weights and biases of a matched conv/linear
+            return True
+        # XNNPACK (executorch 1.5.1) fails to compile a constant pad of an int8 tensor
+        # ("Failed to create StaticConstantPad ... xnn_status_invalid_parameter"), so an op whose
+        # output is padded (the DETR decoder's query positions) stays fp32.
+        return node in dependent and _is_float(node) and not _feeds_pad(node)
+
+    quantizer.set_filter_function(quantize_node)
+    return quantizer
+
+
+def quantize_method(wrapper: nn.Module, calibration: list[tuple[torch.Tensor, ...]]) -> torch.export.ExportedProgram:
+    """export -> prepare_pt2e -> calibrate -> convert_pt2e -> export again (ready for lowering)."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if not calibration:
+        raise ValueError("int8 quantization needs at least one calibration input")
+    example = calibration[0]
+    module = torch.export.export(wrapper, example).module()
+    prepared = prepare_pt2e(module, build_quantizer(module.graph))
+    with torch.no_grad():
+        for inputs in calibration:
+            prepared(*inputs)
+    converted = convert_pt2e(prepared)
+    return torch.export.export(converted, example)
+
+
+@torch.no_grad()
+def build_calibration_set(model, frames: list[torch.Tensor], text_features: torch.Tensor,
+                          text_mask: torch.Tensor) -> CalibrationSet:
+    """frames: pixel_values [1, 3, S, S] in stream order (one or more streams concatenated is fine);
+    text_features [1, L, 256], text_mask [1, L]: the prompt used while calibrating ``decode``."""
+    encode, frames_t = EncodeFrame(model), model.config.memory.context_frames
+    memory = torch.zeros(1, frames_t, model.config.hidden_size, model.config.memory_grid, model.config.memory_grid)
+    memory_mask = torch.zeros(1, frames_t, dtype=torch.bool)
+    encode_inputs, decode_inputs = [], []
+    for pixel_values in frames:
+        fpn0, fpn1, fpn2, level3 = encode(pixel_values)
+        encode_inputs.append((pixel_values,))
+        decode_inputs.append((fpn0, fpn1, fpn2, memory.clone(), memory_mask.clone(), text_features, text_mask))
+        # Host-side ring buffer: shift left, newest frame in slot T-1.
+        memory = torch.cat([memory[:, 1:], level3[:, None]], dim=1)
+        memory_mask = torch.cat([memory_mask[:, 1:], torch.ones(1, 1, dtype=torch.bool)], dim=1)
+    return CalibrationSet(encode_frame=encode_inputs, decode=decode_inputs)
+
+
+def quantize_entry_points(model, calibration: CalibrationSet) -> dict[str, torch.export.ExportedProgram]:
+    """int8 programs for encode_frame and decode; encode_text is exported in fp32 by the caller."""
+    return {
+        "encode_frame": quantize_method(EncodeFrame(model), calibration.encode_frame),
+        "decode": quantize_method(Decode(model), calibration.decode),
+    }

@@ -1,0 +1,14 @@
+// The one exception type of the library: a message that names the file or input and what is wrong.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace esam3 {
+
+class Esam3Error : public std::runtime_error {
+ public:
+  explicit Esam3Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+}  // namespace esam3

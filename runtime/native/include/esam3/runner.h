@@ -1,0 +1,62 @@
+// Run a session over a whole video: predictions JSON, overlay video, latency and memory numbers; mirrors
+// runtime/run.py. Every frame is processed (memory needs every memory_stride-th frame); output_stride only
+// chooses which frames are recorded in the JSON (4 = the 6 fps annotated frames of a 24 fps SA-V video).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "esam3/session.h"
+
+namespace esam3 {
+
+// prompt_texts are matched against the prompts stored in the metadata; prompt_ids index them directly.
+// Empty paths mean "do not write". max_frames 0 = the whole video; num_threads 0 = ExecuTorch's default.
+struct RunConfig {
+  std::string model;
+  std::string video;
+  std::vector<std::string> prompt_texts;
+  std::vector<size_t> prompt_ids;
+  std::string out_json;
+  std::string out_video;
+  std::string stats_json;
+  int output_stride = 1;
+  int max_frames = 0;
+  int num_threads = 0;
+  bool show_progress = true;
+  SessionConfig session;
+
+  void validate() const;
+};
+
+// latency_*: per-frame step time (preprocess, model, post-processing, tracking) in ms; fps = 1000 / mean step
+// latency; wall_fps also counts decoding the video and writing outputs. rss_samples: (frames processed,
+// resident set in KiB) after the first frame, every 10 frames and after the last frame (before the outputs
+// are written); peak_rss_kib: the process's peak (VmHWM), writing the outputs included.
+struct RunSummary {
+  std::string video_id;
+  int num_frames = 0;
+  int num_recorded = 0;
+  int num_objects = 0;
+  double latency_p50_ms = 0;
+  double latency_p90_ms = 0;
+  double fps = 0;
+  double wall_fps = 0;
+  std::vector<std::pair<int, int64_t>> rss_samples;
+  int64_t peak_rss_kib = 0;
+
+  std::string format() const;
+  std::string to_json() const;
+};
+
+// numpy.percentile's default (linear interpolation between closest ranks); `values` non-empty.
+double percentile(std::vector<double> values, double q);
+
+// Current resident set (VmRSS) and peak (VmHWM) of this process in KiB; 0 where /proc is unavailable.
+std::pair<int64_t, int64_t> resident_memory_kib();
+
+RunSummary run_video(const RunConfig& config);
+
+}  // namespace esam3

@@ -1,0 +1,194 @@
+#include "esam3/runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <numeric>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "esam3/error.h"
+#include "esam3/metadata.h"
+#include "esam3/predictions.h"
+#include "esam3/program.h"
+#include "esam3/video_io.h"
+
+namespace esam3 {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kRssSampleEvery = 10;
+
+void check_output_dir(const std::string& path) {
+  if (path.empty()) {
+    return;
+  }
+  const fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty() && !fs::is_directory(parent)) {
+    throw Esam3Error(path + ": output directory " + parent.string() + " does not exist");
+  }
+}
+
+}  // namespace
+
+void RunConfig::validate() const {
+  if (output_stride <= 0) {
+    throw Esam3Error("output_stride must be positive, got " + std::to_string(output_stride));
+  }
+  if (max_frames < 0) {
+    throw Esam3Error("max_frames must be positive, got " + std::to_string(max_frames));
+  }
+  if (num_threads < 0) {
+    throw Esam3Error("threads must be positive, got " + std::to_string(num_threads));
+  }
+  if (prompt_texts.empty() && prompt_ids.empty()) {
+    throw Esam3Error("give at least one prompt (--prompt-id K or --prompt TEXT)");
+  }
+}
+
+double percentile(std::vector<double> values, double q) {
+  std::sort(values.begin(), values.end());
+  const double rank = q / 100.0 * (values.size() - 1);
+  const size_t below = static_cast<size_t>(std::floor(rank));
+  const size_t above = std::min(below + 1, values.size() - 1);
+  return values[below] + (rank - below) * (values[above] - values[below]);
+}
+
+std::pair<int64_t, int64_t> resident_memory_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  int64_t rss = 0, peak = 0;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      rss = std::stoll(line.substr(6));
+    } else if (line.rfind("VmHWM:", 0) == 0) {
+      peak = std::stoll(line.substr(6));
+    }
+  }
+  return {rss, peak};
+}
+
+std::string RunSummary::format() const {
+  char text[512];
+  std::snprintf(text, sizeof(text),
+                "%s: %d frames (%d recorded), %d objects, backend executorch-native; latency p50 %.1f ms, p90 %.1f ms; "
+                "%.2f fps (wall %.2f fps); peak RSS %.1f MiB",
+                video_id.c_str(), num_frames, num_recorded, num_objects, latency_p50_ms, latency_p90_ms, fps, wall_fps,
+                peak_rss_kib / 1024.0);
+  return text;
+}
+
+std::string RunSummary::to_json() const {
+  nlohmann::ordered_json document;
+  document["video_id"] = video_id;
+  document["backend"] = "executorch-native";
+  document["num_frames"] = num_frames;
+  document["num_recorded"] = num_recorded;
+  document["num_objects"] = num_objects;
+  document["latency_p50_ms"] = latency_p50_ms;
+  document["latency_p90_ms"] = latency_p90_ms;
+  document["fps"] = fps;
+  document["wall_fps"] = wall_fps;
+  document["rss_samples_kib"] = rss_samples;
+  document["peak_rss_kib"] = peak_rss_kib;
+  return document.dump(2);
+}
+
+RunSummary run_video(const RunConfig& config) {
+  config.validate();
+  for (const std::string& out : {config.out_json, config.out_video, config.stats_json}) {
+    check_output_dir(out);
+  }
+  if (!fs::is_regular_file(config.model)) {
+    throw Esam3Error(config.model + ": model not found (expected a .pte written by python -m export.executorch)");
+  }
+  const ExportMetadata metadata = read_export_metadata(metadata_path_for(config.model));
+  Program program(config.model, metadata.info, config.num_threads);
+  VideoSession session(program, metadata, config.session);
+  for (size_t id : config.prompt_ids) {
+    session.add_prompt(id);
+  }
+  for (const std::string& text : config.prompt_texts) {
+    session.add_prompt(text);
+  }
+
+  FrameSource source(config.video);
+  const VideoInfo& info = source.info();
+  MaskletRecorder recorder(info.video_id, cv::Size(info.width, info.height));
+  std::unique_ptr<OverlayVideoWriter> writer;
+  if (!config.out_video.empty()) {
+    writer = std::make_unique<OverlayVideoWriter>(config.out_video, info.fps, cv::Size(info.width, info.height));
+  }
+  const int total = config.max_frames > 0 ? std::min(info.num_frames, config.max_frames) : info.num_frames;
+  const bool progress = config.show_progress && isatty(fileno(stderr));
+
+  RunSummary summary;
+  summary.video_id = info.video_id;
+  std::vector<double> latencies;
+  const auto start = std::chrono::steady_clock::now();
+  int number = 0, previous = -1;
+  bool warned = false;
+  cv::Mat frame;
+  while (source.next(number, frame)) {
+    if (previous >= 0 && number != previous + 1 && !warned) {
+      warned = true;
+      std::fprintf(stderr, "warning: %s: frame numbers jump from %d to %d; memory is written every %d processed frames\n",
+                   info.path.c_str(), previous, number, session.memory_stride());
+    }
+    previous = number;
+    const FrameResult result = session.step(frame);
+    latencies.push_back(result.latency_ms);
+    if (number % config.output_stride == 0) {
+      recorder.add(number, result.objects);
+    }
+    if (writer) {
+      writer->write(draw_overlay(frame, result.objects));
+    }
+    const int done = static_cast<int>(latencies.size());
+    if (done == 1 || done % kRssSampleEvery == 0) {
+      summary.rss_samples.emplace_back(done, resident_memory_kib().first);
+    }
+    if (progress) {
+      std::fprintf(stderr, "\r%s: frame %d/%d", info.video_id.c_str(), done, total);
+    }
+    if (config.max_frames > 0 && done >= config.max_frames) {
+      break;
+    }
+  }
+  if (progress) {
+    std::fprintf(stderr, "\n");
+  }
+  if (latencies.empty()) {
+    throw Esam3Error(config.video + ": no frame was processed");
+  }
+  summary.rss_samples.emplace_back(static_cast<int>(latencies.size()), resident_memory_kib().first);
+  if (writer) {
+    writer->commit();
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!config.out_json.empty()) {
+    write_file_atomically(config.out_json, recorder.to_json());
+  }
+  summary.peak_rss_kib = resident_memory_kib().second;
+  summary.num_frames = static_cast<int>(latencies.size());
+  summary.num_recorded = static_cast<int>(recorder.num_frames());
+  summary.num_objects = static_cast<int>(recorder.num_objects());
+  summary.latency_p50_ms = percentile(latencies, 50);
+  summary.latency_p90_ms = percentile(latencies, 90);
+  summary.fps = 1000.0 / (std::accumulate(latencies.begin(), latencies.end(), 0.0) / latencies.size());
+  summary.wall_fps = latencies.size() / wall;
+  if (!config.stats_json.empty()) {
+    write_file_atomically(config.stats_json, summary.to_json());
+  }
+  return summary;
+}
+
+}  // namespace esam3

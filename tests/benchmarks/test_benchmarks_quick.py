@@ -1,0 +1,197 @@
+"""Smoke run of ``python -m benchmarks.run --quick --preset tiny`` and the report's contract.
+
+Benchmarks report; they never assert times. These tests check the JSON's shape: every section is
+there, every row has numbers or an explicit reason, nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+
+# Runs the whole --quick harness (export included): minutes on 2 cores, so run with `pytest -m slow`.
+pytestmark = pytest.mark.slow
+
+from benchmarks import anchors
+from benchmarks.latency import TimingPlan, time_steps
+from benchmarks.memory import WorkerError, WorkerSpec, run_in_subprocess
+from benchmarks.report import Column, Row, Section, render_section
+from benchmarks.run import main
+
+SECTIONS = {"latency", "memory_path", "flops", "memory", "training"}
+OUR_ROWS = ["PyTorch eager", "PyTorch eager, fused (deployment form)", "ONNX Runtime", "ExecuTorch fp32",
+            "ExecuTorch int8"]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("bench")
+    started = time.perf_counter()
+    assert main(["--quick", "--preset", "tiny", "--out-dir", str(out_dir), "--threads", "2"]) == 0
+    json_files, md_files = sorted(out_dir.glob("*.json")), sorted(out_dir.glob("*.md"))
+    assert len(json_files) == 1 and len(md_files) == 1
+    assert json_files[0].stem == md_files[0].stem
+    return json.loads(json_files[0].read_text()), md_files[0].read_text(), time.perf_counter() - started
+
+
+def _rows(result, section):
+    return {row["name"]: row for row in result["sections"][section]["rows"]}
+
+
+def test_quick_run_has_every_section_and_machine_facts(quick_run):
+    result, _, _ = quick_run
+    assert result["schema_version"] == 1
+    assert set(result["sections"]) == SECTIONS
+    assert result["config"]["preset"] == "tiny" and result["config"]["quick"] is True
+    for key in ("cpu_model", "cpu_count", "threads", "torch", "onnxruntime", "executorch", "transformers"):
+        assert key in result["machine"], key
+    assert result["host"] and result["created_utc"]
+
+
+def test_every_row_has_numbers_or_a_reason(quick_run):
+    result, _, _ = quick_run
+    for key, section in result["sections"].items():
+        assert section["rows"], f"section {key} has no rows"
+        column_keys = {column["key"] for column in section["columns"]}
+        for row in section["rows"]:
+            assert row["status"] in ("ok", "unavailable", "skipped"), row
+            if row["status"] == "ok":
+                assert row["metrics"], row
+                assert all(isinstance(v, float) and math.isfinite(v) for v in row["metrics"].values()), row
+                assert column_keys & set(row["metrics"]), f"{key}: {row['name']} fills no column"
+            else:
+                assert isinstance(row["reason"], str) and row["reason"], row
+
+
+def test_latency_lists_our_backends_sessions_and_every_anchor(quick_run):
+    result, _, _ = quick_run
+    rows = _rows(result, "latency")
+    for name in OUR_ROWS:
+        assert name in rows, name
+    eager = rows["PyTorch eager"]
+    assert eager["status"] == "ok"  # eager needs nothing but the model package
+    assert eager["metrics"]["frames"] == 3 and eager["metrics"]["warmup"] == 1
+    assert {"p50_ms", "p90_ms", "fps"} <= set(eager["metrics"])
+    for anchor in anchors.ANCHORS.values():
+        assert rows[anchor.label]["status"] == "skipped" and "--quick" in rows[anchor.label]["reason"]
+    sessions = [name for name in rows if name.startswith("runtime.VideoSession.step")]
+    assert len(sessions) == 4
+    reference = rows["ExecuTorch fp32"]
+    if reference["status"] == "ok":
+        assert eager["metrics"]["ratio_vs_executorch_fp32"] > 0
+    else:
+        assert "ratio_vs_executorch_fp32" not in eager["metrics"]
+
+
+def test_flops_pieces_add_up_to_the_whole_step(quick_run):
+    result, _, _ = quick_run
+    rows = _rows(result, "flops")
+    whole = rows["whole step, eager (hooks attached)"]["metrics"]["gflops"]
+    per_frame = [row for name, row in rows.items()
+                 if row["metrics"].get("share_pct") is not None and not name.startswith("whole")]
+    assert "FPN neck" in rows and "perceiver resampler" in rows and "memory cross-attention" in rows
+    assert sum(row["metrics"]["gflops"] for row in per_frame) == pytest.approx(whole, rel=1e-6)
+    # The hooks see every counted FLOP: nothing of substance happens outside the submodules.
+    assert abs(rows["outside submodules"]["metrics"]["gflops"]) < 0.01 * whole
+    assert rows["text encoder + projection (once per prompt)"]["metrics"]["gflops"] > 0
+    path = _rows(result, "memory_path")
+    assert {"video step (T slots valid)", "image-only step", "video / image-only latency", "perceiver resampler",
+            "memory cross-attention"} <= set(path)
+
+
+def test_memory_and_training_sections(quick_run):
+    result, _, _ = quick_run
+    memory = _rows(result, "memory")
+    assert memory["PyTorch eager"]["metrics"]["peak_rss_mib"] >= memory["PyTorch eager"]["metrics"]["start_rss_mib"]
+    assert memory["file: checkpoint (model.safetensors)"]["metrics"]["file_mib"] > 0
+    training = _rows(result, "training")
+    assert len(training) == 4
+    cache = training["teacher caching: student checkpoint as teacher"]
+    assert cache["status"] == "ok"
+    # float16 [256, 18, 18] per frame plus the safetensors header and index, spread over the frames.
+    assert 256 * 18 * 18 * 2 < cache["metrics"]["bytes_per_frame"] < 256 * 18 * 18 * 2 + 4096
+    assert training["teacher caching: SAM3 vision tower @504 (1 video)"]["status"] == "skipped"
+
+
+def test_markdown_shows_every_section_and_row(quick_run):
+    result, markdown, _ = quick_run
+    for section in result["sections"].values():
+        assert f"### {section['title']}" in markdown
+        for row in section["rows"]:
+            assert row["name"].replace("|", "/") in markdown
+
+
+def test_quick_run_wall_time_is_reported(quick_run):
+    result, _, elapsed = quick_run
+    assert 0 < result["wall_time_s"] <= elapsed
+    assert set(result["config"]["stage_s"]) == {"synthetic data", "export", "backends and anchors", "memory path and flops",
+                                                "training side"}
+
+
+# Unit checks of the parts ---------------------------------------------------------------------------
+def test_row_requires_numbers_or_a_reason_and_drops_nan():
+    with pytest.raises(ValueError, match="needs metrics"):
+        Row.ok("x", {})
+    with pytest.raises(ValueError, match="needs a reason"):
+        Row("x", "unavailable")
+    with pytest.raises(ValueError, match="status"):
+        Row("x", "maybe", reason="?")
+    row = Row.ok("x", {"a": 1, "b": float("nan"), "c": None})
+    assert row.metrics == {"a": 1.0}
+
+
+def test_render_section_marks_missing_cells_and_reasons():
+    section = Section("s", "Title", [Column("a", "A", "{:.1f}")],
+                      rows=[Row.ok("measured", {"a": 2.0}), Row.unavailable("missing | pipe", "no package")])
+    text = render_section(section)
+    assert "| measured | 2.0 |" in text
+    assert "| missing / pipe | — | unavailable: no package |" in text
+
+
+def test_slow_stepper_is_timed_over_slow_frames_only():
+    calls = []
+
+    def slow_step(frame_number):
+        calls.append(frame_number)
+        time.sleep(0.02)
+
+    stats = time_steps(slow_step, TimingPlan(warmup=2, frames=20, slow_frames=3, slow_threshold_s=0.001))
+    assert stats.frames == 3 and stats.warmup == 2
+    assert calls == [0, 1, 2, 3, 4]
+    fast = time_steps(lambda n: None, TimingPlan(warmup=1, frames=5, slow_frames=3))
+    assert fast.frames == 5
+
+
+def test_very_slow_warmup_stops_after_min_warmup():
+    calls = []
+
+    def very_slow_step(frame_number):
+        calls.append(frame_number)
+        time.sleep(0.02)
+
+    plan = TimingPlan(warmup=8, frames=20, slow_frames=3, slow_threshold_s=0.001, min_warmup=2,
+                      very_slow_threshold_s=0.001)
+    stats = time_steps(very_slow_step, plan)
+    assert stats.warmup == 2 and stats.frames == 3
+    assert calls == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="min_warmup"):
+        TimingPlan(warmup=2, min_warmup=3)
+
+
+def test_failing_worker_reports_why(tmp_path):
+    spec = WorkerSpec(kind="eager", threads=1, plan=TimingPlan(warmup=1, frames=1), path=str(tmp_path / "missing"))
+    with pytest.raises(WorkerError, match="missing"):
+        run_in_subprocess(spec, timeout_s=300)
+
+
+def test_anchor_without_timm_is_unavailable(monkeypatch):
+    real_find_spec = anchors.importlib.util.find_spec
+    monkeypatch.setattr(anchors.importlib.util, "find_spec",
+                        lambda name: None if name == "timm" else real_find_spec(name))
+    assert "timm" in anchors.unavailable_reason("edgetam_video_repvit")
+    assert anchors.unavailable_reason("sam3_vision_504") is None
+    with pytest.raises(KeyError):
+        anchors.unavailable_reason("no_such_anchor")

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from efficient_sam3 import EfficientSam3Model
+from export.config import INT8_TOLERANCE, ExecutorchExportConfig
+from export.frames import read_frames, to_pixel_values
+from export.fuse import deployment_model
+from export.wrappers import EncodeFrame
+
+
+def test_int8_needs_calibration_videos(tmp_path):
+    with pytest.raises(ValueError, match="--calibration-videos"):
+        ExecutorchExportConfig(checkpoint=tmp_path, out=tmp_path / "m.pte", quantize="int8")
+    with pytest.raises(ValueError, match="quantization"):
+        ExecutorchExportConfig(checkpoint=tmp_path, out=tmp_path / "m.pte", quantize="int4")
+
+
+def test_int8_encode_frame_is_quantized_and_close_to_fp32(tiny_checkpoint, sav_videos):
+    """The quantization recipe on the conv-heavy method, calibrated on real frames (the full int8 export
+    of all methods is the slow test below)."""
+    from executorch.extension.pybindings.portable_lib import _load_for_executorch_from_buffer
+
+    from export.lowering import lower_to_xnnpack, ops_outside_delegate
+    from export.quantize import quantize_method
+
+    model = deployment_model(EfficientSam3Model.from_pretrained(tiny_checkpoint))
+    wrapper = EncodeFrame(model)
+    calibration = [(p,) for p in to_pixel_values(read_frames(sav_videos / "train", 2, stride=4), 504)]
+    program = quantize_method(wrapper, calibration)
+    targets = {str(node.target) for node in program.graph.nodes}
+    assert any("quantize_per_tensor" in t for t in targets)
+    edge = lower_to_xnnpack({"encode_frame": program})
+    assert not ops_outside_delegate(edge, "encode_frame")
+    buffer = edge.to_executorch().buffer
+    (held_out,) = to_pixel_values(read_frames(sav_videos / "val", 1), 504)
+    outputs = _load_for_executorch_from_buffer(buffer).run_method("encode_frame", (held_out,))
+    with torch.no_grad():
+        reference = wrapper(held_out)
+    for expected, got in zip(reference, outputs):
+        error = float((expected - got).abs().max())
+        assert 0 < error <= INT8_TOLERANCE.atol  # quantized (not bit-exact), yet close
+
+
+@pytest.mark.slow
+def test_full_int8_export_stays_within_its_tolerance(tiny_checkpoint, sav_videos, executorch_export, tmp_path):
+    from export.executorch import export_executorch
+    from export.metadata import read_metadata
+
+    config = ExecutorchExportConfig(checkpoint=tiny_checkpoint, out=tmp_path / "int8.pte", prompts=("red circle",),
+                                    quantize="int8", calibration_videos=sav_videos / "train", calibration_frames=4,
+                                    parity_frames=sav_videos / "val", parity_num_frames=1)
+    result = export_executorch(config)
+    assert result.parity.passed, result.parity.format()
+    assert read_metadata(result.metadata)["quantization"] == "int8"
+    assert result.size_bytes < 0.6 * executorch_export.size_bytes
+    assert not ops_outside_delegate_kinds(result)
+
+
+def ops_outside_delegate_kinds(result) -> set[str]:
+    """Dequantize/quantize ops outside the delegate would need kernels the runtime lacks."""
+    return {op for ops in result.ops_outside_delegate.values() for op in ops if "quantize" in op}

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from export.metadata import checkpoint_sha256, metadata_path, read_metadata, write_json_atomic
+
+
+def _valid_metadata() -> dict:
+    return {
+        "format_version": 1, "backend": "onnx", "preset": "tiny", "image_size": 504, "context_frames": 8,
+        "memory_stride": 4, "image_mean": [0.5] * 3, "image_std": [0.5] * 3, "num_queries": 32,
+        "max_text_length": 32, "hidden_size": 256, "source_checkpoint": "/ckpt", "source_checkpoint_sha256": "0" * 64,
+        "quantization": "none", "prompts": [],
+        "files": {"encode_frame": "encode_frame.onnx", "decode": "decode.onnx", "encode_text": "encode_text.onnx"},
+        "output_names": {}, "input_names": {},
+    }
+
+
+def test_metadata_path_convention(tmp_path):
+    assert metadata_path(tmp_path / "model.pte") == tmp_path / "model.pte.json"
+    assert metadata_path(tmp_path / "onnx_dir") == tmp_path / "onnx_dir" / "metadata.json"
+
+
+def test_roundtrip_and_validation_errors_name_the_file(tmp_path):
+    path = tmp_path / "metadata.json"
+    write_json_atomic(path, _valid_metadata())
+    assert read_metadata(path)["preset"] == "tiny"
+    assert [p.name for p in tmp_path.iterdir()] == ["metadata.json"]  # no temp file left behind
+
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="metadata.json: malformed JSON"):
+        read_metadata(path)
+    for key, value, message in (("image_size", "504", "must be int"), ("format_version", 7, "not supported"),
+                                ("backend", "tflite", "unknown backend"), ("files", {"decode": "d.onnx"}, "'files'"),
+                                ("prompts", [{"text": "x"}], "prompts\\[0\\]")):
+        path.write_text(json.dumps({**_valid_metadata(), key: value}))
+        with pytest.raises(ValueError, match=message):
+            read_metadata(path)
+    data = _valid_metadata()
+    del data["quantization"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="missing field 'quantization'"):
+        read_metadata(path)
+    with pytest.raises(FileNotFoundError, match="missing export metadata"):
+        read_metadata(tmp_path / "absent.json")
+
+
+def test_checkpoint_sha256_hashes_the_weights_file(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"abc")
+    assert checkpoint_sha256(tmp_path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    with pytest.raises(FileNotFoundError, match="missing weights file"):
+        checkpoint_sha256(tmp_path / "nowhere")

@@ -1,0 +1,158 @@
+"""Exported backends on the tiny preset: ONNX and ExecuTorch sessions give the torch session's outputs
+frame by frame (and so forward_video's, see test_torch_streaming.py), and the real ONNX export runs
+with torch blocked. Slow: exporting the tiny model takes one to two minutes on 2 cores.
+
+The artifacts are built with export/'s own recipe functions (deployment form, wrappers, lowering,
+metadata) but without export/'s parity gate: this file is the parity check, at the session level.
+"""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from test_onnx_without_torch import run_without_torch
+
+from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
+from export.fuse import deployment_model
+from export.metadata import build_metadata, checkpoint_sha256, metadata_path, prompt_records, write_json_atomic
+from export.wrappers import METHOD_NAMES, build_entry_points
+from runtime.backends.base import BackendError
+from runtime.postprocess import PostprocessConfig
+from runtime.session import SessionConfig, VideoSession
+from runtime.video_io import FrameSource
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = ("red circle", "blue square")
+CONFIG = SessionConfig(memory_stride=1, keep_raw_outputs=True, postprocess=PostprocessConfig(score_threshold=0.2))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = EfficientSam3Model(EfficientSam3Config.preset("tiny"))
+    with torch.no_grad():
+        model.memory_cross_attn.gate.fill_(0.5)  # memory changes the outputs
+    directory = tmp_path_factory.mktemp("ckpt")
+    model.save_pretrained(directory)
+    return directory
+
+
+def _metadata(checkpoint, backend: str, names: dict) -> dict:
+    model = EfficientSam3Model.from_pretrained(checkpoint).eval()
+    return build_metadata(model, backend, checkpoint, checkpoint_sha256(checkpoint), "none",
+                          prompt_records(model, PROMPTS), names)
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(checkpoint, tmp_path_factory):
+    from export.onnx import export_method
+
+    directory = tmp_path_factory.mktemp("onnx")
+    wrappers = build_entry_points(deployment_model(EfficientSam3Model.from_pretrained(checkpoint).eval()))
+    with torch.no_grad():
+        for name in ("encode_frame", "decode"):
+            export_method(wrappers[name], name, directory / f"{name}.onnx", opset=18)
+    write_json_atomic(directory / "metadata.json",
+                      _metadata(checkpoint, "onnx", {n: f"{n}.onnx" for n in METHOD_NAMES}))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def pte(checkpoint, tmp_path_factory):
+    from export.lowering import lower_to_xnnpack
+
+    path = tmp_path_factory.mktemp("et") / "tiny.pte"
+    wrappers = build_entry_points(deployment_model(EfficientSam3Model.from_pretrained(checkpoint).eval()))
+    with torch.no_grad():
+        programs = {name: torch.export.export(wrappers[name], wrappers[name].example_inputs())
+                    for name in ("encode_frame", "decode")}
+        path.write_bytes(lower_to_xnnpack(programs).to_executorch().buffer)
+    write_json_atomic(metadata_path(path), _metadata(checkpoint, "executorch", {n: n for n in METHOD_NAMES}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    rng = np.random.default_rng(3)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24.0, (56, 40))
+    for _ in range(4):
+        writer.write(cv2.resize(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8), (56, 40),
+                                interpolation=cv2.INTER_CUBIC))
+    writer.release()
+    with FrameSource(path) as source:
+        frames = [frame for _, frame in source]
+    return path, frames
+
+
+@pytest.fixture(scope="module")
+def torch_results(checkpoint, video):
+    session = VideoSession(checkpoint, "torch", PROMPTS, CONFIG, num_threads=1)
+    return [session.step(frame) for frame in video[1]]
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "executorch"])
+def test_exported_session_matches_torch(backend, request, video, torch_results):
+    model_path = request.getfixturevalue("onnx_dir" if backend == "onnx" else "pte")
+    session = VideoSession(model_path, None, PROMPTS, CONFIG)
+    assert session.backend.name == backend and session.memory_stride == 1
+    detections = 0
+    for frame, expected in zip(video[1], torch_results):
+        result = session.step(frame)
+        assert result.memory_frames == expected.memory_frames
+        for prompt in PROMPTS:
+            got, ref = result.raw_outputs[prompt], expected.raw_outputs[prompt]
+            np.testing.assert_allclose(got.pred_logits, ref.pred_logits, atol=1e-3)
+            np.testing.assert_allclose(got.presence_logit, ref.presence_logit, atol=1e-3)
+            np.testing.assert_allclose(got.pred_boxes, ref.pred_boxes, atol=1e-3)
+            np.testing.assert_allclose(got.iou_scores, ref.iou_scores, atol=1e-3)
+            np.testing.assert_allclose(got.pred_masks, ref.pred_masks, atol=5e-3)
+            assert _mask_iou(got.pred_masks > 0, ref.pred_masks > 0) > 0.995
+        assert [o.obj_id for o in result.objects] == [o.obj_id for o in expected.objects]
+        for obj, ref_obj in zip(result.objects, expected.objects):
+            assert obj.prompt == ref_obj.prompt and _mask_iou(obj.mask, ref_obj.mask) > 0.97
+        detections += len(result.objects)
+    assert detections > 0
+
+
+def test_exported_prompts_and_backend_mismatch(onnx_dir, pte):
+    session = VideoSession(onnx_dir, "onnx", ["  Blue Square"])
+    assert session.prompts == ["  Blue Square"]
+    with pytest.raises(ValueError, match=r"'green' is not stored.*\['red circle', 'blue square'\]"):
+        VideoSession(pte, None, ["green"])
+    with pytest.raises(BackendError, match="does not match backend 'onnx'"):
+        VideoSession(pte, "onnx", ["red circle"])
+
+
+def test_real_onnx_export_runs_without_torch(onnx_dir, video, torch_results, tmp_path):
+    out_json = tmp_path / "pred.json"
+    result = run_without_torch(["--model", str(onnx_dir), "--video", str(video[0]), "--prompt", "red circle",
+                                "--prompt", "blue square", "--memory-stride", "1", "--score-threshold", "0.2",
+                                "--out-json", str(out_json), "--quiet"])
+    assert result.returncode == 0, result.stderr
+    assert "TORCH_MODULES []" in result.stdout
+    data = json.loads(out_json.read_text())
+    from pycocotools import mask as mask_utils
+
+    for entry, expected in zip(data["masklet"], torch_results):
+        by_id = {obj_id: rle for obj_id, rle in zip(data["masklet_id"], entry)}
+        for obj in expected.objects:
+            rle = by_id[obj.obj_id]
+            mask = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+            assert _mask_iou(mask, obj.mask) > 0.97

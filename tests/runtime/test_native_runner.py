@@ -1,0 +1,312 @@
+"""The native C++ runner (runtime/native) against the Python references.
+
+Builds ``build/native`` with CMake when needed (skipped only when cmake, a C++ compiler or the OpenCV /
+nlohmann-json dev headers are missing), then checks:
+- COCO RLE strings byte-equal pycocotools', and the Hungarian assignment equals scipy's (ties included);
+- bad input (missing model or metadata, wrong program, unreadable video, unknown prompt) exits 2 with a
+  message naming the file, never a crash.
+Marked slow (they export a tiny program with ``export.executorch``, 2-4 min of XNNPACK lowering on 2 cores):
+- on a held-out synthetic video, ``esam3_run`` writes the same predictions as the Python ExecuTorch
+  backend (``runtime.run.run_video``): same object ids, categories and frames, mean mask IoU >= 0.999;
+- its resident memory stays flat over a long stream.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from scipy.optimize import linear_sum_assignment
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE_DIR = REPO / "runtime" / "native"
+BUILD_DIR = REPO / "build" / "native"
+HEADER_DIRS = (Path("/usr/include"), Path("/usr/local/include"))
+APT_PACKAGES = ("libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libopencv-videoio-dev "
+                "nlohmann-json3-dev")
+
+
+def _missing_build_tool() -> str | None:
+    """Why the runner cannot be built here (None: it can)."""
+    if shutil.which("cmake") is None:
+        return "cmake is not installed"
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        return "no C++ compiler (c++ / g++)"
+    for header in ("opencv4/opencv2/core.hpp", "opencv4/opencv2/videoio.hpp", "nlohmann/json.hpp"):
+        if not any((directory / header).is_file() for directory in HEADER_DIRS):
+            return f"{header} not found (apt-get install {APT_PACKAGES})"
+    return None
+
+
+def _run(command: list, what: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, errors="replace",
+                            timeout=timeout)
+    if result.returncode != 0:
+        pytest.fail(f"{what} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def native_tools() -> dict[str, Path]:
+    """Configure (once) and build (incrementally) the runner; {"run": esam3_run, "check": esam3_check}."""
+    reason = _missing_build_tool()
+    if reason is not None:
+        pytest.skip(f"native runner not built: {reason}")
+    import executorch
+
+    if not (BUILD_DIR / "CMakeCache.txt").is_file():
+        _run(["cmake", "-S", SOURCE_DIR, "-B", BUILD_DIR, "-DCMAKE_BUILD_TYPE=Release",
+              f"-DCMAKE_PREFIX_PATH={list(executorch.__path__)[0]}", f"-DESAM3_PYTHON={sys.executable}"],
+             "cmake configure")
+    _run(["cmake", "--build", BUILD_DIR, "-j2"], "cmake build")
+    return {"run": BUILD_DIR / "esam3_run", "check": BUILD_DIR / "esam3_check"}
+
+
+def _check(native_tools, cases: dict, tmp_path: Path) -> dict:
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    return json.loads(_run([native_tools["check"], path], "esam3_check").stdout)
+
+
+# Pure pieces -------------------------------------------------------------------------------------------
+def test_rle_matches_pycocotools(native_tools, tmp_path):
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((7, 5), bool), np.ones((4, 9), bool), np.eye(6, dtype=bool), np.zeros((1, 1), bool)]
+    for index in range(120):
+        height, width = rng.integers(1, 50, size=2)
+        density = (0.03, 0.5, 0.97)[index % 3]  # sparse, noisy, nearly full: long and negative deltas
+        masks.append(rng.random((height, width)) < density)
+    blob = np.zeros((480, 640), bool)
+    blob[40:400, 100:600] = True
+    blob[200:210] = False
+    masks.append(blob)
+    cases = {"rle": [{"height": m.shape[0], "width": m.shape[1], "ones": np.flatnonzero(m).tolist()} for m in masks]}
+    counts = _check(native_tools, cases, tmp_path)["rle"]
+    expected = [mask_utils.encode(np.asfortranarray(m, dtype=np.uint8))["counts"].decode("ascii") for m in masks]
+    assert counts == expected
+
+
+def test_assignment_matches_scipy(native_tools, tmp_path):
+    rng = np.random.default_rng(1)
+    problems = []
+    for index in range(300):
+        rows, cols = (int(n) for n in rng.integers(1, 7, size=2))
+        if index % 3 == 0:
+            cost = rng.integers(0, 3, size=(rows, cols)).astype(float)  # many equal-cost optima
+        elif index % 3 == 1:
+            cost = rng.random((rows, cols))
+        else:
+            cost = np.round(rng.random((rows, cols)), 1) * (rng.random((rows, cols)) > 0.5)  # IoU-like, zeros
+        problems.append((cost, bool(index % 2)))
+    cases = {"assignment": [{"rows": c.shape[0], "cols": c.shape[1], "cost": c.ravel().tolist(), "maximize": m}
+                            for c, m in problems]}
+    pairs = _check(native_tools, cases, tmp_path)["assignment"]
+    for (cost, maximize), got in zip(problems, pairs):
+        rows, cols = linear_sum_assignment(cost, maximize=maximize)
+        assert got == [[int(r), int(c)] for r, c in zip(rows, cols)], (cost, maximize)
+
+
+# The exported model, native runs against the Python ExecuTorch backend ----------------------------------
+PROMPT = "red circle"
+IMAGE_SIZE = 168  # a multiple of 28 (FPN levels 48/24/12/6): the runner reads every shape from the metadata
+CONTEXT_FRAMES = 2
+MEMORY_STRIDE = 2  # with 2 slots the ring is full from frame 4 on and evicts every 2nd frame
+SCORE_THRESHOLD = 0.2  # random weights score ~0.2-0.3
+PARITY_FRAMES = 16
+STREAM_FRAMES = 96
+RSS_GROWTH = 0.01  # allowed resident-memory growth from frame 10 to the end of the stream
+
+
+def _write_video(path: Path, num_frames: int, size=(120, 160)) -> Path:
+    """A moving red disc and a bouncing blue box on a fixed noisy background (mp4v, 24 fps)."""
+    height, width = size
+    background = (np.random.default_rng(1).random((height, width, 3)) * 60 + 40).astype(np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24, (width, height))
+    for t in range(num_frames):
+        frame = background.copy()
+        cv2.circle(frame, (int(30 + 90 * (t % 48) / 48), 40), 18, (0, 0, 230), -1)
+        top = int(60 + 30 * np.sin(t / 6))
+        cv2.rectangle(frame, (100, top), (140, top + 30), (230, 120, 0), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported_model(tmp_path_factory) -> Path:
+    """Tiny preset (random weights, memory gate opened so memory changes the output) exported with
+    ``export.executorch`` at a small input size, one stored prompt."""
+    import dataclasses
+
+    import torch
+
+    from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
+    from efficient_sam3.config import MemoryConfig
+    from export.config import ExecutorchExportConfig
+    from export.executorch import export_executorch
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(EfficientSam3Config.preset("tiny"), image_size=IMAGE_SIZE,
+                                 memory=MemoryConfig(context_frames=CONTEXT_FRAMES))
+    model = EfficientSam3Model(config).eval()
+    with torch.no_grad():
+        model.memory_cross_attn.gate.fill_(0.5)
+    root = tmp_path_factory.mktemp("native_model")
+    model.save_pretrained(root / "checkpoint")
+    out = root / "model.pte"
+    export_executorch(ExecutorchExportConfig(checkpoint=root / "checkpoint", out=out, prompts=(PROMPT,)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stream_video(tmp_path_factory) -> Path:
+    return _write_video(tmp_path_factory.mktemp("native_video") / "held_out.mp4", STREAM_FRAMES)
+
+
+def _native(native_tools, exported_model, video: Path, out: Path, *extra) -> dict:
+    """esam3_run over ``video`` -> its stats JSON (predictions, if asked for, go where ``extra`` says)."""
+    _run([native_tools["run"], "--model", exported_model, "--video", video, "--prompt-id", "0",
+          "--stats-json", out / "stats.json", "--memory-stride", MEMORY_STRIDE, "--score-threshold", SCORE_THRESHOLD,
+          "--quiet", *extra], "esam3_run")
+    return json.loads((out / "stats.json").read_text())
+
+
+def _objects_per_frame(predictions: dict) -> list[dict[int, tuple[str, dict]]]:
+    """Each recorded frame as {obj_id: (category, RLE)} of the objects present in it (non-empty masks)."""
+    frames = []
+    for entry in predictions["masklet"]:
+        present = {}
+        for obj_id, category, rle in zip(predictions["masklet_id"], predictions["masklet_category"], entry):
+            rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+            if mask_utils.area(rle) > 0:
+                present[obj_id] = (category, rle)
+        frames.append(present)
+    return frames
+
+
+@pytest.mark.slow
+def test_native_predictions_match_python_executorch(native_tools, exported_model, stream_video, tmp_path):
+    from runtime.postprocess import PostprocessConfig
+    from runtime.run import RunConfig, run_video
+    from runtime.session import SessionConfig
+
+    _native(native_tools, exported_model, stream_video, tmp_path, "--max-frames", PARITY_FRAMES,
+            "--out-json", tmp_path / "native.json", "--out-video", tmp_path / "overlay.mp4")
+    run_video(RunConfig(model=exported_model, video=stream_video, prompts=(PROMPT,), backend="executorch",
+                        out_json=tmp_path / "python.json", max_frames=PARITY_FRAMES, show_progress=False,
+                        session=SessionConfig(memory_stride=MEMORY_STRIDE,
+                                              postprocess=PostprocessConfig(score_threshold=SCORE_THRESHOLD))))
+    native = json.loads((tmp_path / "native.json").read_text())
+    python = json.loads((tmp_path / "python.json").read_text())
+
+    assert list(native) == list(python)
+    for key in ("video_id", "video_height", "video_width", "frame_indices", "masklet_id", "masklet_category"):
+        assert native[key] == python[key], key
+    assert native["video_id"] == "held_out" and native["frame_indices"] == list(range(PARITY_FRAMES))
+    assert len(python["masklet_id"]) >= 2, "too few detections to compare; lower SCORE_THRESHOLD"
+
+    ious = []
+    for t, (ours, theirs) in enumerate(zip(_objects_per_frame(native), _objects_per_frame(python))):
+        assert set(ours) == set(theirs), f"frame {t}: object ids {sorted(ours)} != {sorted(theirs)}"
+        for obj_id, (category, rle) in ours.items():
+            assert category == theirs[obj_id][0] == PROMPT
+            ious.append(float(mask_utils.iou([rle], [theirs[obj_id][1]], [0])[0, 0]))
+    assert ious, "no object in any compared frame"
+    assert float(np.mean(ious)) >= 0.999
+
+    overlay = cv2.VideoCapture(str(tmp_path / "overlay.mp4"))
+    assert int(overlay.get(cv2.CAP_PROP_FRAME_COUNT)) == PARITY_FRAMES
+    ok, frame = overlay.read()
+    assert ok and frame.shape == (native["video_height"], native["video_width"], 3)
+    overlay.release()
+
+
+@pytest.mark.slow
+def test_native_memory_stays_flat(native_tools, exported_model, stream_video, tmp_path):
+    # Record only frame 0: the JSON's RLE strings grow with the frames by design (as in Python); the
+    # session (memory ring, tracker, program buffers) must not.
+    stats = _native(native_tools, exported_model, stream_video, tmp_path, "--output-stride", STREAM_FRAMES)
+    assert stats["num_frames"] == STREAM_FRAMES and stats["num_recorded"] == 1
+    assert stats["fps"] > 0 and stats["latency_p90_ms"] >= stats["latency_p50_ms"] > 0
+    samples = dict((frame, rss) for frame, rss in stats["rss_samples_kib"])
+    assert samples[10] > 0 and STREAM_FRAMES in samples
+    growth = samples[STREAM_FRAMES] / samples[10] - 1.0
+    assert growth < RSS_GROWTH, f"resident memory grew {100 * growth:.2f}% from frame 10 to {STREAM_FRAMES}: {samples}"
+    assert stats["peak_rss_kib"] >= max(samples.values())
+
+
+# Bad input -----------------------------------------------------------------------------------------------
+def _fails_cleanly(native_tools, args: list, expected: str) -> None:
+    result = subprocess.run([str(native_tools["run"]), *[str(a) for a in args], "--quiet"], capture_output=True,
+                            text=True, errors="replace", timeout=120)
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])  # not a crash (negative) or 0
+    assert "error: " in result.stderr and expected in result.stderr, result.stderr[-2000:]
+
+
+def _toy_program(path: Path) -> Path:
+    """A valid ExecuTorch program with one method 'forward' (not an EfficientSAM3 export)."""
+    import torch
+    from executorch.exir import to_edge
+
+    class Double(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    program = to_edge(torch.export.export(Double(), (torch.ones(1, 3),))).to_executorch()
+    path.write_bytes(program.buffer)
+    return path
+
+
+def test_native_rejects_bad_files(native_tools, tmp_path):
+    video = _write_video(tmp_path / "clip.mp4", 3)
+    metadata = {"format_version": 1, "backend": "executorch", "preset": "tiny", "image_size": 504,
+                "context_frames": 8, "memory_stride": 4, "num_queries": 32, "max_text_length": 32,
+                "hidden_size": 256, "quantization": "none", "prompts": []}
+    _fails_cleanly(native_tools, ["--model", tmp_path / "missing.pte", "--video", video, "--prompt-id", "0"],
+                   "missing.pte: model not found")
+    toy = _toy_program(tmp_path / "toy.pte")
+    _fails_cleanly(native_tools, ["--model", toy, "--video", video, "--prompt-id", "0"],
+                   "toy.pte.json: export metadata not found")
+    (tmp_path / "toy.pte.json").write_text(json.dumps(metadata))
+    _fails_cleanly(native_tools, ["--model", toy, "--video", video, "--prompt-id", "0"],
+                   "toy.pte: the program has no method 'encode_frame' (it has: forward)")
+    (tmp_path / "junk.pte").write_bytes(np.random.default_rng(0).bytes(4096))
+    (tmp_path / "junk.pte.json").write_text(json.dumps(metadata))
+    _fails_cleanly(native_tools, ["--model", tmp_path / "junk.pte", "--video", video, "--prompt-id", "0"],
+                   "junk.pte: not a loadable ExecuTorch program")
+    (tmp_path / "broken.pte").write_bytes(toy.read_bytes())
+    (tmp_path / "broken.pte.json").write_text('{"format_version": 1')
+    _fails_cleanly(native_tools, ["--model", tmp_path / "broken.pte", "--video", video, "--prompt-id", "0"],
+                   "broken.pte.json: unreadable metadata JSON")
+    _fails_cleanly(native_tools, ["--model", toy, "--video", video], "give at least one prompt")
+    _fails_cleanly(native_tools, ["--model", toy, "--video", video, "--prompt-id", "0", "--threads", "x"],
+                   "--threads expects an integer, got 'x'")
+
+
+@pytest.mark.slow
+def test_native_rejects_bad_program_and_video(native_tools, exported_model, tmp_path):
+    video = _write_video(tmp_path / "clip.mp4", 3)
+    metadata = json.loads(Path(f"{exported_model}.json").read_text())
+    wrong = tmp_path / "wrong_slots.pte"
+    wrong.symlink_to(exported_model)
+    Path(f"{wrong}.json").write_text(json.dumps({**metadata, "context_frames": CONTEXT_FRAMES + 2}))
+    _fails_cleanly(native_tools, ["--model", wrong, "--video", video, "--prompt-id", "0"],
+                   f"method 'decode' input 3 is Float [1, {CONTEXT_FRAMES}, 256")
+    (tmp_path / "not_a_video.mp4").write_text("not a video")
+    _fails_cleanly(native_tools, ["--model", exported_model, "--video", tmp_path / "not_a_video.mp4", "--prompt-id", "0"],
+                   "not_a_video.mp4: cannot decode a first frame")
+    _fails_cleanly(native_tools, ["--model", exported_model, "--video", tmp_path / "nothing.mp4", "--prompt-id", "0"],
+                   "nothing.mp4: no such video file or frame directory")
+    _fails_cleanly(native_tools, ["--model", exported_model, "--video", video, "--prompt-id", "1"],
+                   "prompt id 1 is out of range")
+    _fails_cleanly(native_tools, ["--model", exported_model, "--video", video, "--prompt", "blue square"],
+                   "prompt 'blue square' is not stored in")
+    _fails_cleanly(native_tools, ["--model", exported_model, "--video", video, "--prompt-id", "0",
+                                  "--out-json", tmp_path / "missing_dir" / "pred.json"], "does not exist")

@@ -1,0 +1,58 @@
+"""End to end: the default pipeline with reduced sizes (data, image stage, cache, video stage, eval)."""
+
+import json
+import math
+
+import pytest
+
+from training.config import PipelineConfig
+from training.data.feature_cache import read_cache_header
+from training.memory_eval import CONDITIONS
+from training.pipeline import run_default_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    return out_dir, run_default_pipeline(PipelineConfig.smoke(out_dir))
+
+
+def test_summary_has_the_required_fields(pipeline_run):
+    out_dir, summary = pipeline_run
+    on_disk = json.loads((out_dir / "summary.json").read_text())
+    assert on_disk["jf_memory_off"] == summary["jf_memory_off"]
+    for key in ("jf_memory_off", "jf_memory_on", "jf_memory_on_student_features", "wall_time_s"):
+        assert isinstance(on_disk[key], float) and math.isfinite(on_disk[key]), key
+    for key in ("jf_memory_off", "jf_memory_on", "jf_memory_on_student_features"):
+        assert 0.0 <= on_disk[key] <= 100.0
+    assert on_disk["num_heldout_videos"] == 1 and on_disk["skipped_videos"] == {}
+    assert set(on_disk["scores"]) == {"top1", "threshold"} and on_disk["instance_rule"] == "top1"
+    assert set(on_disk["scores"]["top1"]) == set(CONDITIONS) == set(on_disk["jf_strict_threshold"])
+    assert on_disk["scores"]["top1"]["memory_off"]["jf"] == on_disk["jf_memory_off"]
+    assert "student" in on_disk["note"] and on_disk["protocol"]
+    assert on_disk["wall_time_s"] >= sum(on_disk["stage_times_s"].values()) * 0.99
+
+
+def test_everything_lands_in_the_run_folder(pipeline_run):
+    out_dir, summary = pipeline_run
+    for relative in ("data/train", "data/val", "image_stage/student/model.safetensors", "image_stage/log.jsonl",
+                     "image_stage/loss_curves.png", "video_stage/checkpoints/last.pt", "video_stage/log.jsonl",
+                     "video_stage/loss_curves.png", "video_stage/final_model/config.json", "memory_eval.json"):
+        assert (out_dir / relative).exists(), relative
+    caches = sorted((out_dir / "cache").glob("*.safetensors"))
+    assert len(caches) == 3  # 2 train + 1 held-out video
+    assert read_cache_header(caches[0]).metadata["teacher"].startswith("student:")
+    assert all(str(path).startswith(str(out_dir)) for path in summary["paths"].values())
+
+
+def test_stage_times_are_recorded(pipeline_run):
+    _, summary = pipeline_run
+    assert set(summary["stage_times_s"]) == {"synthetic_data_s", "image_stage_s", "feature_cache_s", "video_stage_s",
+                                             "evaluation_s"}
+    assert all(value > 0 for value in summary["stage_times_s"].values())
+
+
+def test_refuses_a_used_run_folder(pipeline_run):
+    out_dir, _ = pipeline_run
+    with pytest.raises(FileExistsError, match="not empty"):
+        run_default_pipeline(PipelineConfig.smoke(out_dir))
