@@ -250,7 +250,8 @@ def format_memory_table(result: MemoryEvalResult) -> str:
         for name, score in result.scores[rule].items():
             lines.append(f"{rule:<10} {name:<28} {score.jf:6.1f} {score.j:6.1f} {score.f:6.1f} "
                          f"{score.j_degraded:11.1f} {score.j_clean:8.1f}")
-    lines.append(f"({len(result.per_video)} held-out videos, {result.num_objects} objects, {result.num_frames} "
+    lines.append(f"({len(result.per_video[result.rules[0]])} held-out videos, {result.num_objects} objects, "
+                 f"{result.num_frames} "
                  f"evaluated frames; skipped {len(result.skipped)})")
     lines += [f"skipped {video_id}: {reason}" for video_id, reason in result.skipped.items()]
     return "\n".join(lines)
