@@ -67,7 +67,7 @@ def save_random_checkpoint(preset: str, directory: Path) -> Path:
     from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
 
     torch.manual_seed(RANDOM_SEED)
-    EfficientSam3Model(EfficientSam3Config.preset(preset)).eval().save_pretrained(directory)
+    EfficientSam3Model(EfficientSam3Config.from_preset(preset)).eval().save_pretrained(directory)
     return directory
 
 

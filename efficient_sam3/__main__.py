@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from efficient_sam3.model import EfficientSam3Model
 
-    config = EfficientSam3Config.preset(args.preset)
+    config = EfficientSam3Config.from_preset(args.preset)
     model = EfficientSam3Model(config)
     print(f"EfficientSAM3 preset {args.preset!r}: {config.image_size} px, memory {config.memory.context_frames} "
           f"frames -> {config.memory.num_latents} tokens")

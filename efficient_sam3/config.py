@@ -7,6 +7,7 @@ The shared width (``hidden_size``) and the input contract (``image_size``) are d
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 # SAM3's ViT uses 14 px patches: a 504 px image gives the 36x36 trunk grid the FPN neck expects.
@@ -74,6 +75,24 @@ class MemoryConfig:
     perceiver_depth: int = 2
     perceiver_ff_mult: int = 3
     num_heads: int = 8
+    # Spatial prior: the latents tile the image as a sqrt(num_latents)^2 grid, and both the perceiver
+    # (latent -> context token) and the memory cross-attention (vision token -> latent) start with a
+    # Gaussian attention-logit bias of this width, in latent cells. Learned from there on. Without it
+    # every latent starts as the same average of all context tokens and a short video stage never
+    # learns where in the frame a memory came from.
+    locality_sigma: float = 0.75
+    # Perceiver logit bias per context slot starts at -recency_bias * (age in slots): recent frames
+    # count more at the start of training.
+    recency_bias: float = 0.5
+
+    def __post_init__(self) -> None:
+        side = math.isqrt(self.num_latents)
+        if side * side != self.num_latents:
+            raise ValueError(f"num_latents must be a square number (the latents tile the image), got {self.num_latents}")
+
+    @property
+    def latent_grid(self) -> int:
+        return math.isqrt(self.num_latents)
 
 
 @dataclass(frozen=True)
@@ -156,7 +175,7 @@ class EfficientSam3Config:
         return cls(**kwargs)
 
     @classmethod
-    def preset(cls, name: str) -> "EfficientSam3Config":
+    def from_preset(cls, name: str) -> "EfficientSam3Config":
         from efficient_sam3.presets import PRESETS
 
         if name not in PRESETS:

@@ -48,7 +48,7 @@ class EfficientSam3Model(nn.Module):
         self.mask_decoder = MaskDecoder(width, config.mask_decoder.num_heads)
         self.iou_head = MaskQualityHead(width)
         self.perceiver_resampler = PerceiverResampler(width, config.memory, config.memory_grid)
-        self.memory_cross_attn = MemoryCrossAttention(width, config.memory.num_heads)
+        self.memory_cross_attn = MemoryCrossAttention(width, config.memory, config.trunk_grid)
         grid = config.trunk_grid
         encoder_pos = sine_grid_encoding(grid, grid, width).flatten(1).transpose(0, 1)[None]  # [1, G*G, C]
         self.register_buffer("encoder_pos", encoder_pos.contiguous(), persistent=False)

@@ -3,7 +3,10 @@ T = 8) into a fixed set of latent memory tokens ([B, 64, 256]).
 
 Flamingo style: each layer lets the latents attend to concat(context tokens, latents), then applies a
 feed-forward. Context tokens carry a 2D sine encoding of their grid cell and a learned embedding of
-their slot. Slot convention (shared by the dataset and the runtime): slot T-1 holds the most recent
+their slot. Each latent owns a cell of a sqrt(M) x sqrt(M) grid over the image: a learned logit bias,
+initialised to a Gaussian around that cell plus a recency ramp over the slots, makes it start as a
+summary of "what was recently here" (``MemoryConfig.locality_sigma``), which the memory
+cross-attention reads back by location. Slot convention (shared by the dataset and the runtime): slot T-1 holds the most recent
 context frame, older frames fill the slots before it; ``memory_mask`` [B, T] marks valid slots (a
 stream's first frames have fewer than T), and invalid slots are never attended to.
 """
@@ -15,7 +18,7 @@ from torch import nn
 
 from efficient_sam3.attention import Attention, padding_bias
 from efficient_sam3.config import MemoryConfig
-from efficient_sam3.position_encoding import sine_grid_encoding
+from efficient_sam3.position_encoding import gaussian_locality_bias, sine_grid_encoding
 
 
 class PerceiverLayer(nn.Module):
@@ -32,7 +35,7 @@ class PerceiverLayer(nn.Module):
         )
 
     def forward(self, media: torch.Tensor, latents: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
-        """media [B, T*HW, C], latents [B, M, C], key_bias [B, 1, 1, T*HW + M] -> latents [B, M, C]."""
+        """media [B, T*HW, C], latents [B, M, C], key_bias [B, 1, M, T*HW + M] -> latents [B, M, C]."""
         normed_latents = self.norm_latents(latents)
         keys = torch.cat([self.norm_media(media), normed_latents], dim=1)  # [B, T*HW + M, C]
         latents = latents + self.attn(normed_latents, keys, keys, key_bias)
@@ -48,6 +51,11 @@ class PerceiverResampler(nn.Module):
         self.temporal_embed = nn.Parameter(torch.randn(config.context_frames, hidden_size) * 0.02)
         spatial = sine_grid_encoding(grid, grid, hidden_size).flatten(1).transpose(0, 1)  # [HW, C]
         self.register_buffer("spatial_pos", spatial.contiguous(), persistent=False)
+        latent_grid = config.latent_grid
+        self.spatial_bias = nn.Parameter(  # [M, HW]
+            gaussian_locality_bias(latent_grid, grid, config.locality_sigma / latent_grid))
+        age = torch.arange(config.context_frames - 1, -1, -1, dtype=torch.float32)  # slot T-1 is newest
+        self.slot_bias = nn.Parameter(-config.recency_bias * age)  # [T]
         self.layers = nn.ModuleList(
             PerceiverLayer(hidden_size, config.num_heads, config.perceiver_ff_mult)
             for _ in range(config.perceiver_depth))
@@ -69,8 +77,13 @@ class PerceiverResampler(nn.Module):
 
         latents = self.latents[None].expand(batch, -1, -1)  # [B, M, C]
         media_valid = memory_mask[:, :, None].expand(batch, frames, tokens).reshape(batch, frames * tokens)
-        latent_valid = torch.ones(batch, latents.shape[1], dtype=torch.bool, device=media.device)
+        num_latents = latents.shape[1]
+        latent_valid = torch.ones(batch, num_latents, dtype=torch.bool, device=media.device)
         key_bias = padding_bias(torch.cat([media_valid, latent_valid], dim=1), media.dtype)  # [B,1,1,T*HW+M]
+        prior = self.spatial_bias[:, None, :] + self.slot_bias[None, :, None]  # [M, T, HW]
+        prior = torch.cat([prior.reshape(num_latents, frames * tokens),
+                           prior.new_zeros(num_latents, num_latents)], dim=1)  # [M, T*HW+M], latent keys: 0
+        key_bias = key_bias + prior[None, None]  # [B, 1, M, T*HW+M]
         for layer in self.layers:
             latents = layer(media, latents, key_bias)
         return self.norm(latents)

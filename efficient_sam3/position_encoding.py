@@ -44,3 +44,18 @@ def sine_box_encoding(boxes: torch.Tensor, num_features: int) -> torch.Tensor:
     pos = _interleave_sin_cos(scaled[:, :, :, None] / dim_t)  # [B, Q, 4, F]
     pos_x, pos_y, pos_w, pos_h = pos.unbind(dim=2)
     return torch.cat((pos_y, pos_x, pos_w, pos_h), dim=-1)
+
+
+def cell_centres(grid: int) -> torch.Tensor:
+    """Centres of a ``grid x grid`` tiling of the unit square, row-major -> [grid*grid, 2] (y, x)."""
+    coords = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid
+    ys, xs = torch.meshgrid(coords, coords, indexing="ij")
+    return torch.stack((ys.flatten(), xs.flatten()), dim=-1)
+
+
+def gaussian_locality_bias(query_grid: int, key_grid: int, sigma: float) -> torch.Tensor:
+    """Attention-logit prior -d^2 / (2 sigma^2) between the cells of two square grids over the same
+    image (d in image widths) -> [query_grid^2, key_grid^2]. Makes a query start out attending to the
+    keys near its own location."""
+    distance2 = torch.cdist(cell_centres(query_grid), cell_centres(key_grid)).square()
+    return -distance2 / (2 * sigma**2)

@@ -12,7 +12,8 @@ frames otherwise) with random memory, each case runs the whole pipeline on both 
     and encode_text for each prompt stored with the program (or "red circle").
 
 Gated outputs (``ParityTolerance``): pred_logits, pred_boxes, presence_logits, iou_scores and
-text_features by max |difference|; pred_masks by the IoU of the binarised masks (logit > 0) per query.
+text_features by max |difference|; pred_masks by the IoU of the binarised masks (logit > 0) per query,
+leaving out pixels whose eager logit is within rounding of 0 (``ParityTolerance.mask_logit_band``).
 The encode_frame features are reported but not gated. Exit code 0 = parity, 1 = outputs differ,
 2 = the program does not come from this checkpoint.
 """
@@ -78,8 +79,9 @@ class ParityReport:
         return not self.failures
 
     def format(self) -> str:
-        lines = [f"parity {self.backend} ({self.quantization}); tolerance atol={self.tolerance.atol:g}, "
-                 f"per-query mask IoU >= {self.tolerance.min_mask_iou:g}, mean >= {self.tolerance.mean_mask_iou:g}"]
+        t = self.tolerance
+        lines = [f"parity {self.backend} ({self.quantization}); tolerance atol={t.atol:g}, per-query mask IoU >= "
+                 f"{t.min_mask_iou:g}, mean >= {t.mean_mask_iou:g} (pixels with |logit| < {t.mask_logit_band:g} ignored)"]
         for c in self.checks:
             iou = "" if c.min_mask_iou is None else f"  mask IoU min {c.min_mask_iou:.4f} mean {c.mean_mask_iou:.4f}"
             status = "ok" if c.passed else "FAIL"
@@ -105,9 +107,11 @@ def verify_provenance(metadata: dict, checkpoint: str | Path, model: EfficientSa
             raise ProgramMismatchError(f"program metadata {key}={metadata[key]!r} but the checkpoint's model has {value!r}")
 
 
-def mask_iou(reference_logits: torch.Tensor, program_logits: torch.Tensor) -> torch.Tensor:
-    """Per-query IoU of masks binarised at logit 0: [B, Q, H, W] x 2 -> [B*Q] (empty vs empty = 1)."""
-    a, b = reference_logits > 0, program_logits > 0
+def mask_iou(reference_logits: torch.Tensor, program_logits: torch.Tensor, band: float = 0.0) -> torch.Tensor:
+    """Per-query IoU of masks binarised at logit 0: [B, Q, H, W] x 2 -> [B*Q] (empty vs empty = 1).
+    Pixels whose reference logit is within ``band`` of 0 are ignored on both sides."""
+    decided = reference_logits.abs() >= band
+    a, b = (reference_logits > 0) & decided, (program_logits > 0) & decided
     intersection = (a & b).flatten(2).sum(-1).float()
     union = (a | b).flatten(2).sum(-1).float()
     return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union)).flatten()
@@ -123,7 +127,7 @@ def _compare(case: str, names: tuple[str, ...], reference: tuple[torch.Tensor, .
             raise ValueError(f"{case}: output {name} has shape {list(got.shape)}, expected {list(ref.shape)}")
         diff = float((ref.float() - got.float()).abs().max())
         if name == "pred_masks":
-            iou = mask_iou(ref, got)
+            iou = mask_iou(ref, got, tolerance.mask_logit_band)
             min_iou, mean_iou = float(iou.min()), float(iou.mean())
             passed = min_iou >= tolerance.min_mask_iou and mean_iou >= tolerance.mean_mask_iou
             checks.append(OutputCheck(case, name, diff, min_iou, mean_iou, passed=passed))

@@ -42,6 +42,7 @@ from training.data.sav import (
     load_annotation,
 )
 from training.teacher import Teacher, load_teacher
+from training.cpu_allocator import keep_freed_memory_mapped
 
 COMPUTE_DTYPES = {"auto": None, "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-index", type=int, default=0)
     parser.add_argument("--annotation-type", choices=("manual", "auto"), default="manual")
     args = parser.parse_args(argv)
+    keep_freed_memory_mapped()
     config = CacheConfig(
         sav_root=args.sav_root,
         out_dir=args.out,

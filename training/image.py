@@ -33,6 +33,7 @@ from training.frame_dataset import AnnotatedFrameDataset
 from training.losses import SegmentationLoss
 from training.run_log import LOG_FILE, PLOT_FILE, RunLog, plot_loss_curves
 from training.schedule import warmup_cosine_scheduler
+from training.cpu_allocator import keep_freed_memory_mapped
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def seed_everything(seed: int) -> None:
 def build_student(preset: str, init_checkpoint: Path | None) -> EfficientSam3Model:
     if init_checkpoint is not None:
         return EfficientSam3Model.from_pretrained(init_checkpoint)
-    return EfficientSam3Model(EfficientSam3Config.preset(preset))
+    return EfficientSam3Model(EfficientSam3Config.from_preset(preset))
 
 
 def train_image_stage(config: ImageStageConfig) -> ImageStageResult:
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    keep_freed_memory_mapped()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = ImageStageConfig(
         sav_root=args.sav_root,

@@ -1,4 +1,4 @@
-"""Does the temporal memory help? J&F of one model on held-out videos under three memory conditions.
+"""Does the temporal memory help? J&F of one model on held-out videos under four memory conditions.
 
     python -m training.memory_eval --model DIR --sav-root DIR --cache-dir DIR [--out result.json]
 
@@ -7,6 +7,11 @@
   teacher) of the T annotated frames before the query frame, slot T-1 the most recent.
 - ``memory_on_student_features``: memory = the model's own ``encode_image(frame).memory_features``
   of the same context frames, computed now -- what a device has.
+- ``memory_on_other_video`` (control): memory = the cached features of ANOTHER held-out video (the next
+  one in sorted order; frame indices wrap around), same valid slots. The video stage also adapts the
+  memory path to the frozen image model, and that part of "memory on" helps whatever the memory holds:
+  memory helps through what it remembers only as far as ``memory_on`` beats this control. (With a
+  single held-out video, its own features in reverse order stand in for another video's.)
 
 Protocol (the same for all three): every annotated frame except the first and last is scored (DAVIS /
 SA-V); each video category present in the ground truth is prompted once per frame. Two instance
@@ -46,7 +51,7 @@ from training.data.sav import SAVFormatError, VideoFrameReader, check_video_matc
 from training.frame_dataset import read_degraded_frames
 from training.metrics import assign_predictions, evaluated_frames, score_video
 
-CONDITIONS = ("memory_off", "memory_on", "memory_on_student_features")
+CONDITIONS = ("memory_off", "memory_on", "memory_on_student_features", "memory_on_other_video")
 DEFAULT_THRESHOLD = 0.5
 RULES = ("top1", "threshold")  # the first is the primary rule
 
@@ -126,25 +131,35 @@ def _match(gt: np.ndarray, pred: np.ndarray) -> list[np.ndarray]:
 
 
 def _memory(features: list[torch.Tensor], query_idx: int, slots: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """[T, C, h, w] memory and [T] mask from per-frame features: slot T-1 = frame query_idx - 1."""
+    """[T, C, h, w] memory and [T] mask from per-frame features: slot T-1 = frame query_idx - 1.
+    Indices past the end of ``features`` wrap around (used by the other-video control)."""
     memory = torch.zeros(slots, *features[0].shape)
     mask = torch.zeros(slots, dtype=torch.bool)
     for slot in range(slots):
         source = query_idx - slots + slot
         if source >= 0:
-            memory[slot], mask[slot] = features[source].float().cpu(), True
+            memory[slot], mask[slot] = features[source % len(features)].float().cpu(), True
     return memory, mask
 
 
+def _cached_features(cache_dir: Path, files) -> list[torch.Tensor]:
+    """K x [C, h, w] cached features of one video's annotated frames, in annotation order."""
+    annotation = load_annotation(files.json_path)
+    header = read_cache_header(cache_path(cache_dir, files.video_id))
+    return list(load_cached_features(header, annotation.annotated_frame_indices()))
+
+
 @torch.inference_mode()
-def _evaluate_video(model, files, cache_dir: Path, tokenizer: PromptTokenizer, threshold: float,
+def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: PromptTokenizer, threshold: float,
                     rules: tuple[str, ...], device: torch.device) -> _VideoScores:
+    """``control_files``: the video whose cached features make the other-video control (None: this
+    video's own, reversed)."""
     annotation = load_annotation(files.json_path)
     num_frames = annotation.num_annotated_frames
     frames = list(evaluated_frames(num_frames))  # raises with fewer than 3 annotated frames
     degraded = read_degraded_frames(files.json_path, num_frames)
-    header = read_cache_header(cache_path(cache_dir, files.video_id))
-    cached = list(load_cached_features(header, annotation.annotated_frame_indices()))  # K x [C, h, w]
+    cached = _cached_features(cache_dir, files)  # K x [C, h, w]
+    control = cached[::-1] if control_files is None else _cached_features(cache_dir, control_files)
     categories = list(annotation.categories or [DEFAULT_PROMPT] * annotation.num_objects)
     prompts = sorted(set(categories))
     objects_of = {p: [o for o, c in enumerate(categories) if c == p] for p in prompts}
@@ -166,7 +181,7 @@ def _evaluate_video(model, files, cache_dir: Path, tokenizer: PromptTokenizer, t
                                                        model.config.image_size))[None].to(device)
             vision = model.encode_image(pixels)
             if k in frames:
-                memories = [_memory(cached, k, slots), _memory(student, k, slots)]
+                memories = [_memory(cached, k, slots), _memory(student, k, slots), _memory(control, k, slots)]
                 memories.insert(0, (torch.zeros_like(memories[0][0]), torch.zeros_like(memories[0][1])))
                 # batch rows: condition-major, prompt-minor -> [conditions * prompts, ...]
                 memory = torch.stack([m for m, _ in memories]).repeat_interleave(num_prompts, 0).to(device)
@@ -197,7 +212,7 @@ def _evaluate_video(model, files, cache_dir: Path, tokenizer: PromptTokenizer, t
 def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshold: float = DEFAULT_THRESHOLD,
                     device: str = "cpu", annotation_type: str = "manual", show_progress: bool = True,
                     rules: tuple[str, ...] = RULES) -> MemoryEvalResult:
-    """Score ``model`` on every video under ``sav_root`` under the three memory conditions.
+    """Score ``model`` on every video under ``sav_root`` under the four memory conditions.
 
     ``rules``: which queries are instances (see ``_instances``), each scored from the same forward
     passes; the first is the primary one.
@@ -213,10 +228,12 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
     per_video: dict[str, dict[str, float]] = {}
     skipped: dict[str, str] = {}
     scores: list[_VideoScores] = []
-    for files in tqdm(find_videos(sav_root, annotation_type), desc="memory eval", unit="video",
-                      disable=not show_progress):
+    videos = list(find_videos(sav_root, annotation_type))
+    for index, files in enumerate(tqdm(videos, desc="memory eval", unit="video", disable=not show_progress)):
+        control_files = videos[(index + 1) % len(videos)] if len(videos) > 1 else None
         try:
-            video = _evaluate_video(model, files, Path(cache_dir), tokenizer, threshold, tuple(rules), device)
+            video = _evaluate_video(model, files, Path(cache_dir), control_files, tokenizer, threshold, tuple(rules),
+                                    device)
         except (SAVFormatError, CacheFileError, ValueError) as error:
             skipped[files.video_id] = str(error)
             continue
@@ -258,7 +275,7 @@ def format_memory_table(result: MemoryEvalResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="J&F with memory off / on (cached) / on (student features).")
+    parser = argparse.ArgumentParser(description="J&F with memory off / on (cached) / on (student features) / on (another video's memory).")
     parser.add_argument("--model", type=Path, required=True, help="EfficientSAM3 checkpoint directory")
     parser.add_argument("--sav-root", type=Path, required=True, help="held-out SA-V train-layout folder")
     parser.add_argument("--cache-dir", type=Path, required=True, help="feature cache of those videos")

@@ -46,6 +46,7 @@ from training.losses import SegmentationLoss
 from training.run_log import LOG_FILE, PLOT_FILE, RunLog, plot_loss_curves
 from training.schedule import warmup_cosine_scheduler
 from training.teacher import weights_sha256
+from training.cpu_allocator import keep_freed_memory_mapped
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +140,6 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
     if model.config.memory.context_frames != config.context_frames:
         raise ValueError(f"context_frames {config.context_frames} != the model's memory.context_frames "
                          f"{model.config.memory.context_frames}")
-    if config.memory_gate_init is not None and resume_path is None:
-        with torch.no_grad():
-            if torch.all(model.memory_cross_attn.gate == 0):
-                model.memory_cross_attn.gate.fill_(config.memory_gate_init)
     freeze_for_video_distillation(model)
     check_trainable_modules(model, VIDEO_TRAINABLE_MODULES)
     model.to(context.device)
@@ -317,8 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum)
     parser.add_argument("--degraded-fraction", type=float, default=defaults.degraded_fraction,
                         help="share of query frames drawn from synthetic degraded frames")
-    parser.add_argument("--memory-gate-init", type=float, default=defaults.memory_gate_init,
-                        help="set a still-zero memory gate to this raw value before training")
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
     parser.add_argument("--stop-after-steps", type=int, help="end early; --resume continues the same schedule")
     parser.add_argument("--max-videos", type=int, help="train on the first N videos only")
@@ -330,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory_mapped()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.sav_root is None:
         pipeline_flags = {"out", "debug", "device", "seed"}
@@ -358,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         runs_dir=args.runs_dir, resume=resume, annotation_type=args.annotation_type, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, lr=args.lr, warmup_steps=args.warmup_steps,
         batch_size=args.batch_size, grad_accum=args.grad_accum, degraded_fraction=args.degraded_fraction,
-        memory_gate_init=args.memory_gate_init, checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every,
         stop_after_steps=args.stop_after_steps, max_videos=args.max_videos,
         debug=args.debug, seed=args.seed, device=args.device)
     result = train_video_stage(config)

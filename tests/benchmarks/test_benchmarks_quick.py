@@ -12,9 +12,6 @@ import time
 
 import pytest
 
-# Runs the whole --quick harness (export included): minutes on 2 cores, so run with `pytest -m slow`.
-pytestmark = pytest.mark.slow
-
 from benchmarks import anchors
 from benchmarks.latency import TimingPlan, time_steps
 from benchmarks.memory import WorkerError, WorkerSpec, run_in_subprocess

@@ -6,11 +6,12 @@ from safetensors.torch import load_file, save_file
 
 from efficient_sam3 import EfficientSam3Model
 from efficient_sam3.checkpoint import load_pretrained
+from model_helpers import open_memory_path
 
 
 def test_round_trip_is_exact(tiny_model, tmp_path):
     with torch.no_grad():
-        tiny_model.memory_cross_attn.gate.fill_(0.3)
+        open_memory_path(tiny_model, 0.3)
     tiny_model.save_pretrained(tmp_path)
     loaded = EfficientSam3Model.from_pretrained(tmp_path)
     assert loaded.config == tiny_model.config
@@ -33,7 +34,7 @@ def test_image_stage_checkpoint_without_memory_modules_loads_and_reports(tiny_mo
     assert "perceiver_resampler.latents" in result.missing_keys
     assert all(k.startswith(("perceiver_resampler.", "memory_cross_attn.")) for k in result.missing_keys)
     assert "memory_cross_attn.gate" in caplog.text
-    assert torch.equal(result.model.memory_cross_attn.gate, torch.zeros(1))  # identity memory path
+    assert not result.model.memory_cross_attn.attn.out_proj.weight.any()  # identity memory path
 
 
 def test_unexpected_and_missing_keys_are_errors(tiny_model, tmp_path):

@@ -68,7 +68,7 @@ def _compare(teacher, student):
 
 
 def test_in_memory_conversion_matches_transformers(teacher):
-    report = convert_from_sam3(teacher, EfficientSam3Config.preset("tiny"))
+    report = convert_from_sam3(teacher, EfficientSam3Config.from_preset("tiny"))
     student = report.model.eval()
     assert student.config.detr_encoder.num_layers == 2 and student.config.detr_decoder.num_queries == 16
     assert any(k.startswith("neck.") for k in report.copied)
@@ -81,12 +81,12 @@ def test_in_memory_conversion_matches_transformers(teacher):
 
 def test_conversion_from_a_checkpoint_directory(teacher, tmp_path):
     teacher.save_pretrained(tmp_path / "sam3")
-    report = convert_from_sam3(tmp_path / "sam3", EfficientSam3Config.preset("tiny"))
+    report = convert_from_sam3(tmp_path / "sam3", EfficientSam3Config.from_preset("tiny"))
     _compare(teacher, report.model.eval())
 
 
 def test_conversion_reports_groups_it_cannot_copy(teacher):
-    report = convert_from_sam3(teacher, EfficientSam3Config.preset("edge"))
+    report = convert_from_sam3(teacher, EfficientSam3Config.from_preset("edge"))
     assert any(reason.startswith("neck:") for reason in report.skipped_groups)
     assert any(reason.startswith("text_projection:") for reason in report.skipped_groups)
     assert any(k.startswith("detr_decoder.") for k in report.copied)
@@ -94,7 +94,7 @@ def test_conversion_reports_groups_it_cannot_copy(teacher):
 
 def test_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json"):
-        convert_from_sam3(tmp_path, EfficientSam3Config.preset("tiny"))
+        convert_from_sam3(tmp_path, EfficientSam3Config.from_preset("tiny"))
 
 
 def test_text_encoder_matches_transformers_sam3_lite_text():
@@ -103,7 +103,7 @@ def test_text_encoder_matches_transformers_sam3_lite_text():
 
     from efficient_sam3.text_encoder import TextEncoder
 
-    config = EfficientSam3Config.preset("tiny").text
+    config = EfficientSam3Config.from_preset("tiny").text
     reference = Sam3LiteTextTextModel(Sam3LiteTextTextConfig(
         hidden_size=config.width, intermediate_size=config.intermediate_size, num_hidden_layers=config.num_layers,
         num_attention_heads=config.num_heads, max_position_embeddings=config.max_length, projection_dim=config.width,

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from efficient_sam3 import EfficientSam3Config, EfficientSam3Model, freeze_for_video_distillation
+from efficient_sam3 import EfficientSam3Config, freeze_for_video_distillation
+from model_helpers import open_memory_path
 
 BATCH = 2
 
@@ -34,7 +35,7 @@ def _assert_output_shapes(out, config):
 
 
 def test_tiny_keeps_the_edge_tensor_contract(tiny_config):
-    edge = EfficientSam3Config.preset("edge")
+    edge = EfficientSam3Config.from_preset("edge")
     for config in (tiny_config, edge):
         assert config.image_size == 504
         assert config.fpn_sizes == (144, 72, 36, 18)
@@ -79,7 +80,7 @@ def test_forward_video_without_valid_memory_equals_forward_after_training(tiny_m
     """With every slot masked the memory path is off even when its gate is open."""
     pixel_values, input_ids, attention_mask = _inputs(tiny_config)
     with torch.no_grad():
-        tiny_model.memory_cross_attn.gate.fill_(1.0)
+        open_memory_path(tiny_model, 1.0)
         image = tiny_model(pixel_values, input_ids, attention_mask)
         no_memory = tiny_model.forward_video(pixel_values, input_ids, _memory(tiny_config),
                                              torch.zeros(BATCH, 8, dtype=torch.bool), attention_mask)
@@ -96,7 +97,7 @@ def test_masked_slots_are_ignored(tiny_model, tiny_config):
     changed = memory.clone()
     changed[:, :5] = torch.randn_like(changed[:, :5]) * 100
     with torch.no_grad():
-        tiny_model.memory_cross_attn.gate.fill_(1.0)  # make the memory path matter
+        open_memory_path(tiny_model, 1.0)  # make the memory path matter
         tokens_a = tiny_model.encode_memory(memory, memory_mask)
         tokens_b = tiny_model.encode_memory(changed, memory_mask)
         out_a = tiny_model.forward_video(pixel_values, input_ids, memory, memory_mask, attention_mask)
@@ -129,7 +130,7 @@ def test_freeze_leaves_only_memory_modules_trainable(tiny_model, tiny_config):
     assert set(trainable) == expected
     # Open the gate a little so the perceiver receives gradient too (at exactly zero only the gate does).
     with torch.no_grad():
-        tiny_model.memory_cross_attn.gate.fill_(0.1)
+        open_memory_path(tiny_model, 0.1)
     pixel_values, input_ids, attention_mask = _inputs(tiny_config)
     out = tiny_model.forward_video(pixel_values, input_ids, _memory(tiny_config), None, attention_mask)
     (out.pred_masks.mean() + out.pred_logits.mean() + out.pred_boxes.mean()).backward()
@@ -148,3 +149,12 @@ def test_info_table_lists_every_module(capsys):
     for name in ("backbone", "neck", "text_encoder", "detr_encoder", "detr_decoder", "mask_decoder",
                  "perceiver_resampler", "memory_cross_attn", "total"):
         assert name in printed
+
+
+def test_default_config_is_plain_data():
+    """The ``preset`` field holds a name (the classmethod is ``from_preset``), so any config serialises."""
+    import json
+
+    config = EfficientSam3Config()
+    assert config.preset == "edge"
+    assert json.loads(json.dumps(config.to_dict()))["preset"] == "edge"

@@ -1,6 +1,7 @@
 import torch
 
 from efficient_sam3 import EfficientSam3Model
+from model_helpers import open_memory_path
 
 
 class VideoStep(torch.nn.Module):
@@ -22,7 +23,7 @@ def test_forward_video_passes_torch_export(tiny_model):
         torch.tensor([[False] * 5 + [True] * 3]),
     )
     with torch.no_grad():
-        tiny_model.memory_cross_attn.gate.fill_(0.5)
+        open_memory_path(tiny_model, 0.5)
         exported = torch.export.export(VideoStep(tiny_model), inputs)
         expected = VideoStep(tiny_model)(*inputs)
         got = exported.module()(*inputs)

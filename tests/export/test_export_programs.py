@@ -1,4 +1,4 @@
-"""Tiny preset exported to ExecuTorch and ONNX once per session (tests/export/conftest.py)."""
+"""Tiny preset exported to ExecuTorch and ONNX once per session (tests/conftest.py)."""
 
 import json
 import shutil
@@ -39,9 +39,9 @@ def test_executorch_metadata_follows_the_contract(executorch_export, tiny_checkp
     assert set(metadata["methods"]) == set(METHOD_NAMES)
     assert metadata["output_names"]["decode"] == ["pred_masks", "pred_boxes", "pred_logits", "presence_logits",
                                                   "iou_scores"]
-    (prompt,) = metadata["prompts"]
-    assert prompt["text"] == "red circle" and len(prompt["input_ids"]) == 32
-    assert torch.tensor(prompt["text_features"]).shape == (32, 256)
+    assert [prompt["text"] for prompt in metadata["prompts"]] == ["red circle", "blue square"]
+    for prompt in metadata["prompts"]:
+        assert len(prompt["input_ids"]) == 32 and torch.tensor(prompt["text_features"]).shape == (32, 256)
     assert len(metadata["source_checkpoint_sha256"]) == 64
 
 

@@ -64,3 +64,19 @@ def test_repmixer_reparameterisation_is_exact(trained_form_model):
     x = torch.randn(2, block.layer_scale.shape[0], 1, 32)
     with torch.no_grad():
         assert (block(x) - reparameterize_repmixer(block)(x)).abs().max() <= 1e-5
+
+
+def test_kernel_stride_deconv_equals_conv_transpose():
+    from export.fuse import KernelStrideDeconv
+
+    for kernel in (2, 4):
+        deconv = nn.ConvTranspose2d(16, 8, kernel, kernel).eval()
+        x = torch.randn(1, 16, 9, 7)
+        with torch.no_grad():
+            assert (deconv(x) - KernelStrideDeconv(deconv)(x)).abs().max() <= 1e-5
+
+
+def test_deployment_model_has_no_transposed_convs(trained_form_model):
+    fused = deployment_model(trained_form_model)
+    assert any(isinstance(m, nn.ConvTranspose2d) for m in trained_form_model.modules())
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in fused.modules())

@@ -15,9 +15,10 @@ def test_int8_needs_calibration_videos(tmp_path):
         ExecutorchExportConfig(checkpoint=tmp_path, out=tmp_path / "m.pte", quantize="int4")
 
 
+@pytest.mark.slow
 def test_int8_encode_frame_is_quantized_and_close_to_fp32(tiny_checkpoint, sav_videos):
     """The quantization recipe on the conv-heavy method, calibrated on real frames (the full int8 export
-    of all methods is the slow test below)."""
+    of all methods is the test below; this one is its finer, slow-marked check)."""
     from executorch.extension.pybindings.portable_lib import _load_for_executorch_from_buffer
 
     from export.lowering import lower_to_xnnpack, ops_outside_delegate
@@ -41,7 +42,6 @@ def test_int8_encode_frame_is_quantized_and_close_to_fp32(tiny_checkpoint, sav_v
         assert 0 < error <= INT8_TOLERANCE.atol  # quantized (not bit-exact), yet close
 
 
-@pytest.mark.slow
 def test_full_int8_export_stays_within_its_tolerance(tiny_checkpoint, sav_videos, executorch_export, tmp_path):
     from export.executorch import export_executorch
     from export.metadata import read_metadata

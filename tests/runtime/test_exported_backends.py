@@ -1,10 +1,6 @@
 """Exported backends on the tiny preset: ONNX and ExecuTorch sessions give the torch session's outputs
 frame by frame (and so forward_video's, see test_torch_streaming.py), and the real ONNX export runs
-with torch blocked. Slow: exporting the tiny model takes one to two minutes on 2 cores.
-
-The artifacts are built with export/'s own recipe functions (deployment form, wrappers, lowering,
-metadata) but without export/'s parity gate: this file is the parity check, at the session level.
-"""
+with torch blocked. The programs are the session's shared exports (tests/conftest.py)."""
 
 import json
 
@@ -14,16 +10,10 @@ import pytest
 import torch
 from test_onnx_without_torch import run_without_torch
 
-from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
-from export.fuse import deployment_model
-from export.metadata import build_metadata, checkpoint_sha256, metadata_path, prompt_records, write_json_atomic
-from export.wrappers import METHOD_NAMES, build_entry_points
 from runtime.backends.base import BackendError
 from runtime.postprocess import PostprocessConfig
 from runtime.session import SessionConfig, VideoSession
 from runtime.video_io import FrameSource
-
-pytestmark = pytest.mark.slow
 
 PROMPTS = ("red circle", "blue square")
 CONFIG = SessionConfig(memory_stride=1, keep_raw_outputs=True, postprocess=PostprocessConfig(score_threshold=0.2))
@@ -38,48 +28,18 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = EfficientSam3Model(EfficientSam3Config.preset("tiny"))
-    with torch.no_grad():
-        model.memory_cross_attn.gate.fill_(0.5)  # memory changes the outputs
-    directory = tmp_path_factory.mktemp("ckpt")
-    model.save_pretrained(directory)
-    return directory
-
-
-def _metadata(checkpoint, backend: str, names: dict) -> dict:
-    model = EfficientSam3Model.from_pretrained(checkpoint).eval()
-    return build_metadata(model, backend, checkpoint, checkpoint_sha256(checkpoint), "none",
-                          prompt_records(model, PROMPTS), names)
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(checkpoint, tmp_path_factory):
-    from export.onnx import export_method
-
-    directory = tmp_path_factory.mktemp("onnx")
-    wrappers = build_entry_points(deployment_model(EfficientSam3Model.from_pretrained(checkpoint).eval()))
-    with torch.no_grad():
-        for name in ("encode_frame", "decode"):
-            export_method(wrappers[name], name, directory / f"{name}.onnx", opset=18)
-    write_json_atomic(directory / "metadata.json",
-                      _metadata(checkpoint, "onnx", {n: f"{n}.onnx" for n in METHOD_NAMES}))
-    return directory
+def onnx_dir(onnx_export):
+    return onnx_export.directory
 
 
 @pytest.fixture(scope="module")
-def pte(checkpoint, tmp_path_factory):
-    from export.lowering import lower_to_xnnpack
-
-    path = tmp_path_factory.mktemp("et") / "tiny.pte"
-    wrappers = build_entry_points(deployment_model(EfficientSam3Model.from_pretrained(checkpoint).eval()))
-    with torch.no_grad():
-        programs = {name: torch.export.export(wrappers[name], wrappers[name].example_inputs())
-                    for name in ("encode_frame", "decode")}
-        path.write_bytes(lower_to_xnnpack(programs).to_executorch().buffer)
-    write_json_atomic(metadata_path(path), _metadata(checkpoint, "executorch", {n: n for n in METHOD_NAMES}))
-    return path
+def pte(executorch_export):
+    return executorch_export.program
 
 
 @pytest.fixture(scope="module")

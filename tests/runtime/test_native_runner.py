@@ -5,7 +5,7 @@ nlohmann-json dev headers are missing), then checks:
 - COCO RLE strings byte-equal pycocotools', and the Hungarian assignment equals scipy's (ties included);
 - bad input (missing model or metadata, wrong program, unreadable video, unknown prompt) exits 2 with a
   message naming the file, never a crash.
-Marked slow (they export a tiny program with ``export.executorch``, 2-4 min of XNNPACK lowering on 2 cores):
+With a tiny program exported by ``export.executorch`` (168 px, 2 memory slots):
 - on a held-out synthetic video, ``esam3_run`` writes the same predictions as the Python ExecuTorch
   backend (``runtime.run.run_video``): same object ids, categories and frames, mean mask IoU >= 0.999;
 - its resident memory stays flat over a long stream.
@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
+from model_helpers import open_memory_path
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO / "runtime" / "native"
@@ -153,11 +154,11 @@ def exported_model(tmp_path_factory) -> Path:
     from export.executorch import export_executorch
 
     torch.manual_seed(0)
-    config = dataclasses.replace(EfficientSam3Config.preset("tiny"), image_size=IMAGE_SIZE,
+    config = dataclasses.replace(EfficientSam3Config.from_preset("tiny"), image_size=IMAGE_SIZE,
                                  memory=MemoryConfig(context_frames=CONTEXT_FRAMES))
     model = EfficientSam3Model(config).eval()
     with torch.no_grad():
-        model.memory_cross_attn.gate.fill_(0.5)
+        open_memory_path(model, 0.5)
     root = tmp_path_factory.mktemp("native_model")
     model.save_pretrained(root / "checkpoint")
     out = root / "model.pte"
@@ -191,7 +192,6 @@ def _objects_per_frame(predictions: dict) -> list[dict[int, tuple[str, dict]]]:
     return frames
 
 
-@pytest.mark.slow
 def test_native_predictions_match_python_executorch(native_tools, exported_model, stream_video, tmp_path):
     from runtime.postprocess import PostprocessConfig
     from runtime.run import RunConfig, run_video
@@ -228,7 +228,6 @@ def test_native_predictions_match_python_executorch(native_tools, exported_model
     overlay.release()
 
 
-@pytest.mark.slow
 def test_native_memory_stays_flat(native_tools, exported_model, stream_video, tmp_path):
     # Record only frame 0: the JSON's RLE strings grow with the frames by design (as in Python); the
     # session (memory ring, tracker, program buffers) must not.
@@ -290,7 +289,6 @@ def test_native_rejects_bad_files(native_tools, tmp_path):
                    "--threads expects an integer, got 'x'")
 
 
-@pytest.mark.slow
 def test_native_rejects_bad_program_and_video(native_tools, exported_model, tmp_path):
     video = _write_video(tmp_path / "clip.mp4", 3)
     metadata = json.loads(Path(f"{exported_model}.json").read_text())

@@ -13,6 +13,7 @@ from runtime.__main__ import main
 from runtime.backends.base import BackendError
 from runtime.backends.registry import infer_backend, open_backend
 from training.evaluate import load_prediction_json
+from model_helpers import open_memory_path
 
 SIZE = (36, 52)
 
@@ -27,9 +28,9 @@ def restore_threads():
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model = EfficientSam3Model(EfficientSam3Config.preset("tiny"))
+    model = EfficientSam3Model(EfficientSam3Config.from_preset("tiny"))
     with torch.no_grad():
-        model.memory_cross_attn.gate.fill_(0.5)
+        open_memory_path(model, 0.5)
     directory = tmp_path_factory.mktemp("tiny_ckpt")
     model.save_pretrained(directory)
     return directory

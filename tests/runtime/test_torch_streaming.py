@@ -16,6 +16,7 @@ from runtime.postprocess import PostprocessConfig, detections_from_output
 from runtime.preprocess import preprocess_frame
 from runtime.session import SessionConfig, VideoSession
 from runtime.state import context_frame_indices
+from model_helpers import open_memory_path
 
 PROMPT = "red circle"
 MEMORY_STRIDE = 2
@@ -42,10 +43,10 @@ def one_thread():
 @pytest.fixture(scope="module")
 def model() -> EfficientSam3Model:
     torch.manual_seed(0)
-    config = dataclasses.replace(EfficientSam3Config.preset("tiny"), memory=MemoryConfig(context_frames=CONTEXT_FRAMES))
+    config = dataclasses.replace(EfficientSam3Config.from_preset("tiny"), memory=MemoryConfig(context_frames=CONTEXT_FRAMES))
     model = EfficientSam3Model(config).eval()
     with torch.no_grad():
-        model.memory_cross_attn.gate.fill_(0.5)  # open the memory path so memory changes the output
+        open_memory_path(model, 0.5)  # open the memory path so memory changes the output
     return model
 
 

@@ -249,7 +249,7 @@ def test_student_checkpoint_caches_its_own_memory_features(tmp_path):
     generate_dataset(sav_root, 1, seed=4, val_fraction=0.0, scene_config=SceneConfig(min_frames=5, max_frames=7))
     torch.manual_seed(0)
     student_dir = tmp_path / "student"
-    EfficientSam3Model(EfficientSam3Config.preset("tiny")).save_pretrained(student_dir)
+    EfficientSam3Model(EfficientSam3Config.from_preset("tiny")).save_pretrained(student_dir)
     summary = cache_features(config_for(sav_root, tmp_path / "cache", student_dir))
     assert summary.cached == ["sav_000001"] and summary.teacher.startswith("student:")
     files = find_videos(sav_root)[0]

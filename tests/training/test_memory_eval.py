@@ -35,6 +35,9 @@ def test_memory_slots_hold_the_most_recent_frames_last():
     assert memory[:, 0, 0, 0].tolist() == [0.0, 0.0, 0.0, 1.0]
     memory, mask = _memory(features, query_idx=5, slots=3)
     assert mask.all() and memory[:, 0, 0, 0].tolist() == [2.0, 3.0, 4.0]
+    # The other-video control may come from a shorter video: its frame indices wrap around.
+    memory, mask = _memory(features[:3], query_idx=5, slots=3)
+    assert mask.all() and memory[:, 0, 0, 0].tolist() == [2.0, 0.0, 1.0]
 
 
 def test_evaluate_memory_rejects_unknown_rules(tmp_path):

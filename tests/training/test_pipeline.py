@@ -21,10 +21,12 @@ def test_summary_has_the_required_fields(pipeline_run):
     out_dir, summary = pipeline_run
     on_disk = json.loads((out_dir / "summary.json").read_text())
     assert on_disk["jf_memory_off"] == summary["jf_memory_off"]
-    for key in ("jf_memory_off", "jf_memory_on", "jf_memory_on_student_features", "wall_time_s"):
+    rates = ("jf_memory_off", "jf_memory_on", "jf_memory_on_student_features", "jf_memory_on_other_video")
+    for key in (*rates, "jf_gain_memory_on", "jf_gain_memory_content", "wall_time_s"):
         assert isinstance(on_disk[key], float) and math.isfinite(on_disk[key]), key
-    for key in ("jf_memory_off", "jf_memory_on", "jf_memory_on_student_features"):
+    for key in rates:
         assert 0.0 <= on_disk[key] <= 100.0
+    assert on_disk["jf_gain_memory_content"] == on_disk["jf_memory_on"] - on_disk["jf_memory_on_other_video"]
     assert on_disk["num_heldout_videos"] == 1 and on_disk["skipped_videos"] == {}
     assert set(on_disk["scores"]) == {"top1", "threshold"} and on_disk["instance_rule"] == "top1"
     assert set(on_disk["scores"]["top1"]) == set(CONDITIONS) == set(on_disk["jf_strict_threshold"])

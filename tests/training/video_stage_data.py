@@ -37,7 +37,7 @@ def write_random_cache(sav_root: Path, cache_dir: Path, seed: int = 0) -> Path:
 
 def write_student(directory: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    EfficientSam3Model(EfficientSam3Config.preset("tiny")).save_pretrained(directory)
+    EfficientSam3Model(EfficientSam3Config.from_preset("tiny")).save_pretrained(directory)
     return directory
 
 
