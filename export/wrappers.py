@@ -93,4 +93,6 @@ class EncodeText(nn.Module):
 
 def build_entry_points(model: EfficientSam3Model) -> dict[str, nn.Module]:
     """The three wrappers around one (deployment-form, eval) model, keyed by method name."""
-    return {"encode_frame": EncodeFrame(model), "decode": Decode(model), "encode_text": EncodeText(model)}
+    # A new wrapper is in training mode even around an eval model; exporters read the top module's flag.
+    wrappers = {"encode_frame": EncodeFrame(model), "decode": Decode(model), "encode_text": EncodeText(model)}
+    return {name: wrapper.eval() for name, wrapper in wrappers.items()}
