@@ -67,3 +67,13 @@ def onnx_export(tiny_checkpoint, sav_videos, tmp_path_factory):
     config = OnnxExportConfig(checkpoint=tiny_checkpoint, out=out, prompts=EXPORT_PROMPTS,
                               parity_frames=sav_videos / "val", parity_num_frames=1)
     return export_onnx(config)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for the module: on a shared 2-core machine eager torch is several times faster so.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -142,10 +142,9 @@ def _memory(features: list[torch.Tensor], query_idx: int, slots: int) -> tuple[t
     return memory, mask
 
 
-def _cached_features(cache_dir: Path, files) -> list[torch.Tensor]:
+def _cached_features(cache_dir: Path, video_id: str, annotation) -> list[torch.Tensor]:
     """K x [C, h, w] cached features of one video's annotated frames, in annotation order."""
-    annotation = load_annotation(files.json_path)
-    header = read_cache_header(cache_path(cache_dir, files.video_id))
+    header = read_cache_header(cache_path(cache_dir, video_id))
     return list(load_cached_features(header, annotation.annotated_frame_indices()))
 
 
@@ -158,8 +157,9 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
     num_frames = annotation.num_annotated_frames
     frames = list(evaluated_frames(num_frames))  # raises with fewer than 3 annotated frames
     degraded = read_degraded_frames(files.json_path, num_frames)
-    cached = _cached_features(cache_dir, files)  # K x [C, h, w]
-    control = cached[::-1] if control_files is None else _cached_features(cache_dir, control_files)
+    cached = _cached_features(cache_dir, files.video_id, annotation)  # K x [C, h, w]
+    control = cached[::-1] if control_files is None else _cached_features(
+        cache_dir, control_files.video_id, load_annotation(control_files.json_path))
     categories = list(annotation.categories or [DEFAULT_PROMPT] * annotation.num_objects)
     prompts = sorted(set(categories))
     objects_of = {p: [o for o, c in enumerate(categories) if c == p] for p in prompts}

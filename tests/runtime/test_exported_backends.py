@@ -7,7 +7,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 from test_onnx_without_torch import run_without_torch
 
 from runtime.backends.base import BackendError
@@ -19,12 +18,7 @@ PROMPTS = ("red circle", "blue square")
 CONFIG = SessionConfig(memory_stride=1, keep_raw_outputs=True, postprocess=PostprocessConfig(score_threshold=0.2))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

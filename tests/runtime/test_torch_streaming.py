@@ -31,13 +31,7 @@ def _frames(count: int, size=(40, 56)) -> list[np.ndarray]:
     return [cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_CUBIC) for f in small]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine eager torch is several times faster so."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
