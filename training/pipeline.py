@@ -4,8 +4,10 @@
 2. image stage: the whole tiny student on single clean annotated frames (``training.image``);
 3. feature cache: FPN level 3 of every annotated frame (``training.cache_teacher``). Offline there is
    no SAM3, so the "teacher" is the image-stage student itself -- exactly the features a device has;
-4. video stage: the memory modules on clips of the train split (``training.video``);
-5. evaluation on the held-out split: J&F with memory off / on (cache) / on (student features)
+4. video stage: the memory cross-attention on clips of the train split, the perceiver left at its
+   initialisation (``training.video``, ``PipelineConfig.video_perceiver_lr_scale``);
+5. evaluation on the held-out split: J&F with memory off / on (cache) / on (student features) / on with
+   another video's memory (the control)
    (``training.memory_eval``), printed as a table and written to ``summary.json``.
 
 Everything goes under one run folder (``--out``, default ``runs/pipeline-<timestamp>``).
@@ -93,7 +95,8 @@ def run_default_pipeline(config: PipelineConfig) -> dict:
     video = train_video_stage(VideoDistillationConfig(
         sav_root=train_dir, cache_dir=cache_dir, out_dir=out_dir / "video_stage", student_checkpoint=image.checkpoint,
         context_frames=config.context_frames, epochs=config.video_epochs,
-        steps_per_epoch=config.video_steps_per_epoch, lr=config.video_lr, warmup_steps=config.video_warmup_steps,
+        steps_per_epoch=config.video_steps_per_epoch, lr=config.video_lr,
+        perceiver_lr_scale=config.video_perceiver_lr_scale, warmup_steps=config.video_warmup_steps,
         grad_accum=config.video_grad_accum, degraded_fraction=config.video_degraded_fraction,
         seed=config.seed, device=config.device, show_progress=config.show_progress))
     timings["video_stage_s"] = time.perf_counter() - mark

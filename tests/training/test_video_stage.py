@@ -2,6 +2,7 @@ import json
 import math
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from training.batch import choose_prompt
 from training.clip_order import epoch_order, samples_per_epoch, shard_videos
 from training.config import DEFAULT_PROMPT, VideoDistillationConfig
 from training.run_log import read_log
-from training.video import find_latest_student, main, train_video_stage
+from training.video import find_latest_student, main, memory_param_groups, trained_modules, train_video_stage
 from video_stage_data import make_clip_data
 
 MEMORY_PREFIXES = ("perceiver_resampler.", "memory_cross_attn.")
@@ -79,6 +80,35 @@ def test_student_without_memory_keys_reports_them_by_name(tmp_path, caplog):
     assert all(key.startswith("memory_cross_attn.") for key in result.missing_keys)
 
 
+def test_perceiver_lr_scale_zero_trains_and_checkpoints_only_the_cross_attention(tmp_path):
+    sav_root, cache_dir, student = make_clip_data(tmp_path, num_videos=1)
+    config = VideoDistillationConfig(sav_root=sav_root, cache_dir=cache_dir, student_checkpoint=student,
+                                     out_dir=tmp_path / "run", perceiver_lr_scale=0.0, epochs=1, steps_per_epoch=2,
+                                     grad_accum=1, warmup_steps=1, lr=1e-2, show_progress=False)
+    result = train_video_stage(config)
+    before = load_file(str(student / "model.safetensors"))
+    after = load_file(str(result.final_model / "model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("memory_cross_attn.") for k in changed)
+    payload = torch.load(result.checkpoint, weights_only=False)
+    assert set(payload["modules"]) == {"memory_cross_attn"}
+    assert len(payload["optimizer"]["param_groups"]) == 1
+    with pytest.raises(ValueError, match="holds modules"):  # a run that also trains the perceiver cannot resume it
+        train_video_stage(replace(config, out_dir=tmp_path / "other", perceiver_lr_scale=1.0,
+                                  resume=result.checkpoint))
+
+
+def test_memory_param_groups_scale_the_perceiver():
+    model = torch.nn.Module()
+    model.memory_cross_attn, model.perceiver_resampler = torch.nn.Linear(2, 2), torch.nn.Linear(2, 3)
+    groups = memory_param_groups(model, lr=1e-3, perceiver_lr_scale=0.1)
+    assert [g["lr"] for g in groups] == [1e-3, pytest.approx(1e-4)]
+    assert [sum(p.numel() for p in g["params"]) for g in groups] == [6, 9]
+    assert len(memory_param_groups(model, lr=1e-3, perceiver_lr_scale=0.0)) == 1
+    assert trained_modules(1.0) == ("perceiver_resampler", "memory_cross_attn")
+    assert trained_modules(0.0) == ("memory_cross_attn",)
+
+
 def test_find_latest_student_picks_the_newest(tmp_path):
     for name in ("image-a", "image-b"):
         (tmp_path / name / "student").mkdir(parents=True)
@@ -104,6 +134,8 @@ def test_config_rejects_bad_values(tmp_path):
         VideoDistillationConfig(grad_accum=0)
     with pytest.raises(ValueError, match="degraded_fraction"):
         VideoDistillationConfig(degraded_fraction=1.5)
+    with pytest.raises(ValueError, match="perceiver_lr_scale"):
+        VideoDistillationConfig(perceiver_lr_scale=-0.1)
     defaults = VideoDistillationConfig()
     assert (defaults.context_frames, defaults.max_objects_per_frame, defaults.epochs, defaults.lr,
             defaults.warmup_steps, defaults.batch_size, defaults.grad_accum, defaults.annotation_type) == \
