@@ -130,8 +130,8 @@ class VideoDistillationConfig:
 # Fields that must agree between a checkpoint and the run that resumes it (they fix the data order,
 # the schedule and the optimisation, so the resumed run continues the same sequence).
 RESUME_FIELDS = ("context_frames", "max_objects_per_frame", "epochs", "steps_per_epoch", "lr", "perceiver_lr_scale",
-                 "weight_decay", "warmup_steps", "min_lr_ratio", "batch_size", "grad_accum", "grad_clip", "loss_weights",
-                 "absent_prompt_prob", "degraded_fraction", "max_videos", "seed", "annotation_type")
+                 "weight_decay", "warmup_steps", "min_lr_ratio", "batch_size", "grad_accum", "grad_clip",
+                 "loss_weights", "absent_prompt_prob", "degraded_fraction", "max_videos", "seed", "annotation_type")
 
 
 @dataclass(frozen=True)

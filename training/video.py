@@ -119,10 +119,9 @@ def trained_modules(perceiver_lr_scale: float) -> tuple[str, ...]:
 def memory_param_groups(model, lr: float, perceiver_lr_scale: float) -> list[dict]:
     """Optimizer groups: ``memory_cross_attn`` at ``lr`` (first, so the logged lr is its), and the perceiver
     at ``lr * perceiver_lr_scale`` unless that is 0."""
-    groups = [{"params": list(model.memory_cross_attn.parameters()), "lr": lr}]
-    if perceiver_lr_scale > 0:
-        groups.append({"params": list(model.perceiver_resampler.parameters()), "lr": lr * perceiver_lr_scale})
-    return groups
+    names = sorted(trained_modules(perceiver_lr_scale), key=lambda name: name != "memory_cross_attn")
+    return [{"params": list(getattr(model, name).parameters()),
+             "lr": lr * perceiver_lr_scale if name == "perceiver_resampler" else lr} for name in names]
 
 
 def trainable_sha256(model) -> str:
@@ -167,10 +166,8 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
     if model.config.memory.context_frames != config.context_frames:
         raise ValueError(f"context_frames {config.context_frames} != the model's memory.context_frames "
                          f"{model.config.memory.context_frames}")
-    freeze_for_video_distillation(model)
     modules = trained_modules(config.perceiver_lr_scale)
-    if "perceiver_resampler" not in modules:
-        model.perceiver_resampler.requires_grad_(False)
+    freeze_for_video_distillation(model, modules)
     check_trainable_modules(model, modules)
     model.to(context.device)
     model.train()
@@ -386,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         sav_root=args.sav_root, cache_dir=args.cache_dir, out_dir=args.out, student_checkpoint=args.student_ckpt,
         runs_dir=args.runs_dir, resume=resume, annotation_type=args.annotation_type, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, lr=args.lr, perceiver_lr_scale=args.perceiver_lr_scale,
-        warmup_steps=args.warmup_steps, batch_size=args.batch_size, grad_accum=args.grad_accum, degraded_fraction=args.degraded_fraction,
-        checkpoint_every=args.checkpoint_every,
+        warmup_steps=args.warmup_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        degraded_fraction=args.degraded_fraction, checkpoint_every=args.checkpoint_every,
         stop_after_steps=args.stop_after_steps, max_videos=args.max_videos,
         debug=args.debug, seed=args.seed, device=args.device)
     result = train_video_stage(config)
