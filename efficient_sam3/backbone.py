@@ -177,11 +177,36 @@ class TrunkProjection(nn.Module):
         self.grid = grid
         self.proj = ConvNorm(config.embed_dims[-2] + config.embed_dims[-1], config.trunk_channels)
 
-    def forward(self, stride16: torch.Tensor, stride32: torch.Tensor) -> torch.Tensor:
+    def forward(self, maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """maps: the backbone's outputs, the stride-16 and stride-32 maps last."""
+        stride16, stride32 = maps[-2], maps[-1]
         size = (self.grid, self.grid)
         stride16 = F.interpolate(stride16, size=size, mode="bilinear", align_corners=False)
         stride32 = F.interpolate(stride32, size=size, mode="bilinear", align_corners=False)
         return self.proj(torch.cat([stride16, stride32], dim=1))  # [B, trunk_channels, grid, grid]
+
+
+class EfficientSam3Head(nn.Module):
+    """The public EfficientSAM3 students' projection head (their ``trunk.model.head``): the stride-32
+    map -> 1x1 conv + BN -> GELU -> 3x3 conv -> bilinear resize (no antialias) to the trunk grid.
+
+    The students were trained at 1008 px (a 32x32 map resized to 72x72); at 504 px the same head
+    resizes 16x16 to 36x36.
+    """
+
+    def __init__(self, in_channels: int, trunk_channels: int, grid: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.proj = ConvNorm(in_channels, trunk_channels)
+        self.act = nn.GELU()
+        self.conv = nn.Conv2d(trunk_channels, trunk_channels, 3, padding=1)
+
+    def forward(self, maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """maps: the backbone's outputs, the stride-32 map last -> [B, trunk_channels, grid, grid]."""
+        x = self.conv(self.act(self.proj(maps[-1])))
+        if tuple(x.shape[-2:]) == (self.grid, self.grid):
+            return x
+        return F.interpolate(x, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
 
 
 @torch.no_grad()

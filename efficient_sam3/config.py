@@ -18,16 +18,38 @@ FPN_SCALE_FACTORS = (4.0, 2.0, 1.0, 0.5)
 MEMORY_FPN_LEVEL = 3
 
 
+# How the backbone's maps become SAM3's trunk map [B, trunk_channels, G, G]:
+#   "two_stage": ours, the stride-16 and stride-32 maps resized to G and mixed by a 1x1 conv + BN;
+#   "efficientsam3": the public EfficientSAM3 students' head on the stride-32 map (1x1 conv + BN + GELU
+#                    + 3x3 conv, then bilinear resize to G).
+TRUNK_PROJECTIONS = ("two_stage", "efficientsam3")
+# Backbone families: "repvit" is sized by embed_dims / depths below; the others by ``variant``, a key of
+# their table (TINY_VIT_VARIANTS in tiny_vit.py, EFFICIENT_VIT_VARIANTS in efficient_vit.py).
+BACKBONE_KINDS = ("repvit", "tiny_vit", "efficient_vit")
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
-    """RepViT backbone (timm ``repvit_*`` layout) plus a projection to SAM3's trunk shape."""
+    """The image backbone plus a projection to SAM3's trunk shape."""
 
+    kind: str = "repvit"
+    variant: str = ""
+    # RepViT (timm ``repvit_*`` layout; THU-MIG's flat ``features.N`` layout converts to it).
     embed_dims: tuple[int, ...] = (64, 128, 256, 512)
     depths: tuple[int, ...] = (4, 4, 14, 2)
     mlp_ratio: int = 2
     kernel_size: int = 3
     # Channels of the projected trunk map that enters the FPN neck (SAM3's ViT width is 1024).
     trunk_channels: int = 1024
+    projection: str = "two_stage"
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKBONE_KINDS:
+            raise ValueError(f"backbone.kind must be one of {BACKBONE_KINDS}, got {self.kind!r}")
+        if self.kind != "repvit" and self.projection != "efficientsam3":
+            raise ValueError(f"backbone.kind {self.kind!r} has only a stride-32 output: projection must be 'efficientsam3'")
+        if self.projection not in TRUNK_PROJECTIONS:
+            raise ValueError(f"backbone.projection must be one of {TRUNK_PROJECTIONS}, got {self.projection!r}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,22 @@ class TextEncoderConfig:
     repmixer_kernel_size: int = 11
     layer_norm_eps: float = 1e-5
     layer_scale_init_value: float = 1e-5
+    # Token id after <eot>. The original CLIP tokenizer of SAM3 / EfficientSAM3 pads with 0;
+    # transformers' pads with 49407 (<eot>).
+    pad_token_id: int = 49407
+    # Whether the transformer layers mask the padding. The original MobileCLIP text tower of the
+    # EfficientSAM3 students does not: every token attends to the padding. The prompt mask that the
+    # heads see marks the real tokens either way.
+    mask_padding: bool = True
+
+
+@dataclass(frozen=True)
+class GeometryEncoderConfig:
+    """SAM3's geometry encoder on the text-prompt path (its CLS token; see geometry_encoder.py)."""
+
+    num_layers: int = 3
+    num_heads: int = 8
+    intermediate_size: int = 2048
 
 
 @dataclass(frozen=True)
@@ -95,6 +133,13 @@ class MemoryConfig:
         return math.isqrt(self.num_latents)
 
 
+# What the heads receive as the prompt of a text query:
+#   "original":     the text tokens plus the geometry encoder's CLS token, as SAM3's own code (and every
+#                   EfficientSAM3 student, trained with it) runs a text prompt;
+#   "transformers": the text tokens alone, as transformers' Sam3Model runs a text prompt.
+PROMPT_PATHS = ("original", "transformers")
+
+
 @dataclass(frozen=True)
 class EfficientSam3Config:
     preset: str = "edge"
@@ -109,8 +154,12 @@ class EfficientSam3Config:
     detr_decoder: DetrDecoderConfig = field(default_factory=DetrDecoderConfig)
     mask_decoder: MaskDecoderConfig = field(default_factory=MaskDecoderConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    prompt_path: str = "transformers"
+    geometry_encoder: GeometryEncoderConfig = field(default_factory=GeometryEncoderConfig)
 
     def __post_init__(self) -> None:
+        if self.prompt_path not in PROMPT_PATHS:
+            raise ValueError(f"prompt_path must be one of {PROMPT_PATHS}, got {self.prompt_path!r}")
         if self.image_size % (2 * PATCH_SIZE) != 0:
             raise ValueError(
                 f"image_size must be a multiple of {2 * PATCH_SIZE} so every FPN level has an integer size, "
@@ -121,6 +170,7 @@ class EfficientSam3Config:
             ("detr_decoder", self.detr_decoder.num_heads),
             ("mask_decoder", self.mask_decoder.num_heads),
             ("memory", self.memory.num_heads),
+            ("geometry_encoder", self.geometry_encoder.num_heads),
         ):
             if self.hidden_size % heads != 0:
                 raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {name}.num_heads {heads}")
@@ -160,6 +210,7 @@ class EfficientSam3Config:
             "detr_decoder": DetrDecoderConfig,
             "mask_decoder": MaskDecoderConfig,
             "memory": MemoryConfig,
+            "geometry_encoder": GeometryEncoderConfig,
         }
         unknown = set(data) - set(sub_types)
         if unknown:

@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from efficient_sam3.attention import padding_bias
-from efficient_sam3.backbone import RepVitBackbone, TrunkProjection
+from efficient_sam3.backbone import EfficientSam3Head, RepVitBackbone, TrunkProjection
 from efficient_sam3.config import EfficientSam3Config
 from efficient_sam3.detr_decoder import DetrDecoder, box_cxcywh_to_xyxy
 from efficient_sam3.detr_encoder import DetrEncoder
+from efficient_sam3.geometry_encoder import GeometryPromptEncoder
 from efficient_sam3.mask_decoder import MaskDecoder, MaskQualityHead
 from efficient_sam3.memory_attention import MemoryCrossAttention
 from efficient_sam3.neck import FpnNeck
@@ -38,7 +39,11 @@ class EfficientSam3Model(nn.Module):
         self.config = config
         width = config.hidden_size
         self.backbone = RepVitBackbone(config.backbone)
-        self.trunk_projection = TrunkProjection(config.backbone, config.trunk_grid)
+        if config.backbone.projection == "efficientsam3":
+            self.trunk_projection = EfficientSam3Head(config.backbone.embed_dims[-1],
+                                                      config.backbone.trunk_channels, config.trunk_grid)
+        else:
+            self.trunk_projection = TrunkProjection(config.backbone, config.trunk_grid)
         self.neck = FpnNeck(config.backbone.trunk_channels, width)
         self.text_encoder = TextEncoder(config.text)
         self.text_projection = nn.Linear(config.text.width, width)
@@ -47,6 +52,9 @@ class EfficientSam3Model(nn.Module):
         self.dot_product_scoring = DotProductScoring(width, config.detr_decoder.intermediate_size)
         self.mask_decoder = MaskDecoder(width, config.mask_decoder.num_heads)
         self.iou_head = MaskQualityHead(width)
+        # SAM3's original prompt path adds the geometry encoder's CLS token to every text prompt.
+        self.geometry_encoder = (GeometryPromptEncoder(width, config.geometry_encoder)
+                                 if config.prompt_path == "original" else None)
         self.perceiver_resampler = PerceiverResampler(width, config.memory, config.memory_grid)
         self.memory_cross_attn = MemoryCrossAttention(width, config.memory, config.trunk_grid)
         grid = config.trunk_grid
@@ -60,8 +68,8 @@ class EfficientSam3Model(nn.Module):
         size = self.config.image_size
         if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
             raise ValueError(f"pixel_values must be [B, 3, {size}, {size}], got {list(pixel_values.shape)}")
-        stride16, stride32 = self.backbone(pixel_values)
-        trunk = self.trunk_projection(stride16, stride32)  # [B, trunk_channels, 36, 36]
+        maps = self.backbone(pixel_values)  # deepest (stride 32) last
+        trunk = self.trunk_projection(maps)  # [B, trunk_channels, 36, 36]
         return VisionFeatures(fpn_hidden_states=self.neck(trunk))
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TextFeatures:
@@ -89,8 +97,9 @@ class EfficientSam3Model(nn.Module):
     ) -> SegmentationOutput:
         """Single-image segmentation of the prompted concept (no memory)."""
         vision, text = self._resolve_inputs(pixel_values, input_ids, attention_mask, vision, text)
-        encoder_tokens = self._encode_prompted(vision, text)
-        return self._decode(vision, text, encoder_tokens)
+        prompt = self.prompt_tokens(vision, text)
+        encoder_tokens = self._encode_prompted(vision, prompt)
+        return self._decode(vision, prompt, encoder_tokens)
 
     def forward_video(
         self,
@@ -116,9 +125,22 @@ class EfficientSam3Model(nn.Module):
             memory_mask = torch.ones(memory_features.shape[:2], dtype=torch.bool, device=memory_features.device)
         memory_mask = memory_mask.bool()
         memory_tokens = self.encode_memory(memory_features, memory_mask)
-        encoder_tokens = self._encode_prompted(vision, text)
+        prompt = self.prompt_tokens(vision, text)
+        encoder_tokens = self._encode_prompted(vision, prompt)
         encoder_tokens = self.memory_cross_attn(encoder_tokens, memory_tokens, memory_mask.any(dim=1))
-        return self._decode(vision, text, encoder_tokens)
+        return self._decode(vision, prompt, encoder_tokens)
+
+    def prompt_tokens(self, vision: VisionFeatures, text: TextFeatures) -> TextFeatures:
+        """What the heads see as the prompt: the text tokens [B, L, C], plus (``prompt_path`` "original")
+        the geometry encoder's CLS token after them -> [B, L+1, C] with its mask entry set."""
+        if self.geometry_encoder is None:
+            return text
+        level = vision.fpn_hidden_states[ENCODER_FPN_LEVEL]
+        token = self.geometry_encoder(level.flatten(2).transpose(1, 2), self.encoder_pos)  # [B, 1, C]
+        token = token.expand(text.features.shape[0], 1, token.shape[-1]).to(text.features.dtype)
+        features = torch.cat([text.features, token], dim=1)
+        mask = torch.cat([text.mask, torch.ones_like(text.mask[:, :1])], dim=1)
+        return TextFeatures(features=features, mask=mask)
 
     # Internals -------------------------------------------------------------------------------
     def _resolve_inputs(self, pixel_values, input_ids, attention_mask, vision, text):
@@ -132,21 +154,21 @@ class EfficientSam3Model(nn.Module):
             text = self.encode_text(input_ids, attention_mask)
         return vision, text
 
-    def _encode_prompted(self, vision: VisionFeatures, text: TextFeatures) -> torch.Tensor:
+    def _encode_prompted(self, vision: VisionFeatures, prompt: TextFeatures) -> torch.Tensor:
         """DETR encoder on FPN level 2 -> encoder tokens [B, 36*36, 256]."""
         level = vision.fpn_hidden_states[ENCODER_FPN_LEVEL]
         tokens = level.flatten(2).transpose(1, 2)  # [B, C, G, G] -> [B, G*G, C]
-        return self.detr_encoder(tokens, self.encoder_pos, text.features, padding_bias(text.mask, tokens.dtype))
+        return self.detr_encoder(tokens, self.encoder_pos, prompt.features, padding_bias(prompt.mask, tokens.dtype))
 
-    def _decode(self, vision: VisionFeatures, text: TextFeatures, encoder_tokens: torch.Tensor) -> SegmentationOutput:
-        text_bias = padding_bias(text.mask, encoder_tokens.dtype)
-        decoded = self.detr_decoder(encoder_tokens, self.encoder_pos, text.features, text_bias)
+    def _decode(self, vision: VisionFeatures, prompt: TextFeatures, encoder_tokens: torch.Tensor) -> SegmentationOutput:
+        prompt_bias = padding_bias(prompt.mask, encoder_tokens.dtype)
+        decoded = self.detr_decoder(encoder_tokens, self.encoder_pos, prompt.features, prompt_bias)
         pred_masks = self.mask_decoder(decoded.query_states, list(vision.fpn_hidden_states[:ENCODER_FPN_LEVEL]),
-                                       encoder_tokens, text.features, text_bias)
+                                       encoder_tokens, prompt.features, prompt_bias)
         return SegmentationOutput(
             pred_masks=pred_masks,
             pred_boxes=box_cxcywh_to_xyxy(decoded.boxes_cxcywh),
-            pred_logits=self.dot_product_scoring(decoded.query_states, text.features, text.mask),
+            pred_logits=self.dot_product_scoring(decoded.query_states, prompt.features, prompt.mask),
             presence_logits=decoded.presence_logits,
             iou_scores=self.iou_head(decoded.query_states),
         )
@@ -165,8 +187,8 @@ class EfficientSam3Model(nn.Module):
         self._tokenizer = value
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts -> (input_ids [B, 32], attention_mask [B, 32]) with CLIP BPE, fully offline."""
-        return self.tokenizer(texts, max_length=self.config.text.max_length)
+        """Prompts -> (input_ids [B, L], attention_mask [B, L]) with CLIP BPE, fully offline (L = text.max_length)."""
+        return self.tokenizer(texts, max_length=self.config.text.max_length, pad_token_id=self.config.text.pad_token_id)
 
     def save_pretrained(self, directory: str | Path) -> None:
         from efficient_sam3.checkpoint import save_pretrained

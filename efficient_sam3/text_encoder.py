@@ -41,7 +41,7 @@ class TextSelfAttention(nn.Module):
         self.q_proj = nn.Linear(width, width)
         self.out_proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         q = split_heads(self.q_proj(x), self.num_heads)
         k = split_heads(self.k_proj(x), self.num_heads)
         v = split_heads(self.v_proj(x), self.num_heads)
@@ -133,10 +133,15 @@ class RepMixerBlock(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """input_ids [B, L] (+ attention_mask [B, L], 1 = token) -> token features [B, L, width]."""
+    """input_ids [B, L] (+ attention_mask [B, L], 1 = token) -> token features [B, L, width].
+
+    With ``config.mask_padding`` False (the original MobileCLIP tower of the EfficientSAM3 students)
+    every token attends to the padding as well.
+    """
 
     def __init__(self, config: TextEncoderConfig) -> None:
         super().__init__()
+        self.mask_padding = config.mask_padding
         self.embeddings = TextEmbeddings(config)
         repmixer_at = {0, config.num_layers - 1} if config.use_repmixer_blocks else set()
         self.layers = nn.ModuleList(
@@ -147,7 +152,7 @@ class TextEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         x = self.embeddings(input_ids)
-        bias = padding_bias(attention_mask, x.dtype)  # [B, 1, 1, L]
+        bias = padding_bias(attention_mask, x.dtype) if self.mask_padding else None  # [B, 1, 1, L]
         for layer in self.layers:
             x = layer(x, bias)
         return self.final_layer_norm(x)

@@ -181,13 +181,13 @@ class ClipTokenizer:
         return ids
 
     def __call__(
-        self, texts: Sequence[str], max_length: int = 32
+        self, texts: Sequence[str], max_length: int = 32, pad_token_id: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch of prompts -> (input_ids, attention_mask), both int64 ``[B, max_length]``.
 
-        Each row is ``<sot> tokens <eot>`` then pad_token_id; attention_mask is 1 on the real
-        tokens (sot and eot included). Too-long prompts keep sot, their first
-        ``max_length - 2`` tokens, and end with eot.
+        Each row is ``<sot> tokens <eot>`` then ``pad_token_id`` (None: the vocabulary's pad token;
+        SAM3's original tokenizer pads with 0); attention_mask is 1 on the real tokens (sot and eot
+        included). Too-long prompts keep sot, their first ``max_length - 2`` tokens, and end with eot.
         """
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise ValueError(
@@ -199,7 +199,8 @@ class ClipTokenizer:
                 f"got {max_length}"
             )
         tables = self._load()
-        input_ids = torch.full((len(texts), max_length), tables.pad_token_id, dtype=torch.long)
+        pad = tables.pad_token_id if pad_token_id is None else pad_token_id
+        input_ids = torch.full((len(texts), max_length), pad, dtype=torch.long)
         attention_mask = torch.zeros((len(texts), max_length), dtype=torch.long)
         for row, text in enumerate(texts):
             ids = [tables.bos_token_id, *self.encode(text)[: max_length - 2], tables.eos_token_id]
