@@ -1,5 +1,5 @@
 """CLI: ``python -m runtime --model PATH --video in.mp4 --prompt "red circle" [--out-json pred.json]
-[--out-video overlay.mp4]``. --model is a checkpoint directory (torch), an export.onnx directory (onnx)
+[--out-png DIR] [--out-video overlay.mp4]``. --model is a checkpoint directory (torch), an export.onnx directory (onnx)
 or a .pte file (executorch); the backend follows from it unless --backend is given. --video is a video
 file or a directory of JPEG frames (SA-V val/test layout)."""
 
@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", action="append", required=True, help="concept to segment (repeatable)")
     parser.add_argument("--backend", choices=BACKENDS, help="default: inferred from --model")
     parser.add_argument("--out-json", type=Path, help="SA-V-style masklet predictions JSON")
+    parser.add_argument("--out-png", type=Path,
+                        help="also write SA-V PNG folders <DIR>/<video_id>/<obj:03d>/<frame:05d>.png "
+                             "(the layout sam2's sav_evaluator.py reads)")
     parser.add_argument("--out-video", type=Path, help="overlay video (mp4v)")
     parser.add_argument("--output-stride", type=int, default=1,
                         help="record frames whose number is a multiple of this (4: SA-V's 6 fps annotated frames)")
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # bad input (config, model, video, prompt) ends in one clear line, not a traceback
         config = RunConfig(
             model=args.model, video=args.video, prompts=tuple(args.prompt), backend=args.backend,
-            out_json=args.out_json, out_video=args.out_video, output_stride=args.output_stride,
+            out_json=args.out_json, out_png=args.out_png, out_video=args.out_video, output_stride=args.output_stride,
             max_frames=args.max_frames, num_threads=args.threads, show_progress=not args.quiet,
             session=SessionConfig(
                 memory_stride=args.memory_stride,

@@ -1,4 +1,4 @@
-"""Run a session over a whole video: predictions JSON, overlay video and latency numbers.
+"""Run a session over a whole video: predictions JSON, SA-V PNG folders, overlay video and latency numbers.
 
 Every frame is processed (memory needs every ``memory_stride``-th frame); ``output_stride`` only chooses
 which frames are recorded in the JSON (e.g. 4 = the 6 fps annotated frames of a 24 fps SA-V video).
@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.predictions import MaskletRecorder, write_predictions
+from runtime.sav_png import write_prediction_pngs
 from runtime.session import SessionConfig, VideoSession
 from runtime.video_io import FrameSource, OverlayVideoWriter, draw_overlay
 
@@ -29,6 +30,7 @@ class RunConfig:
     backend: str | None = None
     out_json: Path | None = None
     out_video: Path | None = None
+    out_png: Path | None = None  # SA-V PNG layout root (runtime.sav_png); the video goes to <out_png>/<video_id>/
     output_stride: int = 1
     max_frames: int | None = None
     num_threads: int | None = None
@@ -69,6 +71,8 @@ def run_video(config: RunConfig) -> RunSummary:
     for out in (config.out_json, config.out_video):
         if out is not None and not Path(out).parent.is_dir():
             raise FileNotFoundError(f"{out}: output directory {Path(out).parent} does not exist")
+    if config.out_png is not None and not Path(config.out_png).is_dir():
+        raise FileNotFoundError(f"{config.out_png}: PNG output folder does not exist")
     with FrameSource(config.video) as source:  # a bad video fails before the model loads
         session = VideoSession(config.model, config.backend, config.prompts, config.session, config.num_threads)
         info = source.info
@@ -106,6 +110,8 @@ def run_video(config: RunConfig) -> RunSummary:
     predictions = recorder.to_dict()
     if config.out_json is not None:
         write_predictions(config.out_json, predictions)
+    if config.out_png is not None:
+        write_prediction_pngs(config.out_png, predictions)
     latency = np.array(latencies)
     return RunSummary(
         video_id=info.video_id,

@@ -1,26 +1,30 @@
-"""SA-V-style J&F evaluation of concept-segmentation predictions (library + CLI).
+"""J&F of predictions against SA-V ground truth, equal to SA-V's official evaluator (library + CLI).
 
-Ground truth (``--gt-root``), looked up per video id:
-- SA-V train layout: ``<gt_root>/**/<video_id>_manual.json`` with ``masklet[k][obj]`` COCO
-  RLEs for annotated index ``k`` (= video frame ``4k``), ``masklet_id`` and, in synthetic
-  data, ``masklet_category`` (the prompt of each masklet).
+Ground truth (``--gt-root``), looked up per video id (``training.masklet_io``):
+- SA-V train layout: ``<gt_root>/**/<video_id>_manual.json`` (``masklet_category`` optional);
 - SA-V val/test layout: ``<gt_root>/[Annotations_6fps/]<video_id>/<obj:03d>/<frame:05d>.png``.
 
-Predictions (``--pred``): one JSON per video (a file or a folder of ``*.json``) written by
-the runtime: ``{"video_id", "masklet": [entry][object] COCO RLE at video size,
-"masklet_id": [...], "masklet_category": [prompt per object], "frame_indices": [video frame
-of each entry]}``.
+Predictions (``--pred``), either
+- runtime JSON, one per video (a file or a folder of ``*.json``, ``runtime.predictions``): concept
+  predictions whose ids mean nothing to the ground truth, so per video ground-truth objects are
+  matched one-to-one (Hungarian, maximising the per-object official J; within a category when the
+  ground truth has ``masklet_category``) to predicted objects; an object may stay unmatched and is
+  then scored against an all-empty prediction (chosen whenever that scores higher). Unmatched
+  predictions (false positives) cost nothing here -- the concept metrics (cgF1, pHOTA) price them;
+- or SA-V PNG folders ``<pred>/<video_id>/<obj:03d>/<frame:05d>.png`` whose object folders are
+  named like the ground truth's (as the official evaluator reads them; no matching).
 
-Protocol: our models segment every instance of a prompt, so predicted ids mean nothing to
-the ground truth. Per video and per ground-truth category, ground-truth objects are matched
-one-to-one (Hungarian, maximising mean J over the evaluated frames) to predicted objects of
-that category; an object may also stay unmatched and is then scored against an all-empty
-prediction (chosen whenever that scores higher). Without ``masklet_category`` in the ground
-truth every prediction is a candidate. Evaluated frames are each object's annotated frames
-minus the first and last, restricted to the frames the prediction covers. Per video, J, F
-and J&F are means over its objects; overall scores are means over all objects of all
-videos (as the SA-V benchmark does), on a 0-100 scale. Unmatched predictions (false
-positives) are not penalised: J&F measures how well annotated objects are segmented.
+Scoring is the official one (facebookresearch/sam2 ``sav_dataset/utils/sav_benchmark.py``; parity
+tests in ``tests/training/test_sav_official_parity.py``): each object's annotated frames minus the
+first and last (JSON predictions: restricted to the frames they cover) are its evaluated frames;
+it is scored from the first evaluated frame where it is non-empty in the ground truth or in the
+prediction onwards (``training.metrics.first_scored_frame``); an object empty in the ground truth
+at every evaluated frame is not scored (listed under ``unscored``; the official evaluator stops with
+an AssertionError there). Overall J, F, J&F are means over all scored objects of all videos, 0-100.
+
+``--write-official-layout DIR`` writes the ground truth and the (matched) predictions as PNG folders
+``DIR/gt`` and ``DIR/pred``, so ``python sav_evaluator.py --gt_root DIR/gt --pred_root DIR/pred``
+(sam2's ``sav_dataset``) reproduces the per-object numbers.
 """
 
 from __future__ import annotations
@@ -30,31 +34,34 @@ import json
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
-from training.data.sav import load_annotation
+from runtime.sav_png import write_video_pngs
+from training.masklet_io import (
+    Masklet,
+    PredictionVideo,
+    load_gt_json,
+    load_gt_png_dir,
+    load_pred_png_dir,
+    load_prediction_json,
+)
 from training.metrics import (
     DEFAULT_BOUND_TH,
     assign_predictions,
     boundary_f_measure,
     evaluated_frames,
+    first_scored_frame,
     region_similarity,
 )
 
-
-@dataclass(frozen=True)
-class Masklet:
-    """One object of one video: ``frames`` maps video frame number -> COCO RLE."""
-
-    obj_id: int
-    category: str | None
-    frames: dict[int, dict]
+__all__ = ["EvalResult", "Masklet", "ObjectResult", "PredictionVideo", "VideoResult", "evaluate",
+           "evaluate_png_video", "evaluate_video", "load_prediction_json", "main", "write_official_layout",
+           "write_result_json"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class ObjectResult:
     pred_obj_id: int | None  # None: scored against an empty prediction
     j: float  # 0-100
     f: float  # 0-100
-    num_frames: int
+    num_frames: int  # frames scored (from the first where ground truth or prediction is non-empty)
 
 
 class _MeanScores(ABC):
@@ -89,8 +96,13 @@ class _MeanScores(ABC):
 
 @dataclass(frozen=True)
 class VideoResult(_MeanScores):
+    """``objects``: scored objects; ``unscored``: ids of objects empty in the ground truth at every
+    evaluated frame (no score, as in the official evaluator, which fails on them)."""
+
     video_id: str
     objects: list[ObjectResult]
+    unscored: tuple[int, ...] = ()
+    matched_masks: dict[int, Masklet] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def all_objects(self) -> list[ObjectResult]:
@@ -100,7 +112,7 @@ class VideoResult(_MeanScores):
 @dataclass(frozen=True)
 class EvalResult(_MeanScores):
     """``per_video`` scored videos; ``skipped`` maps a video id (or file) to why it was not scored.
-    Overall scores average all objects of all videos, as the SA-V benchmark does."""
+    Overall scores average all scored objects of all videos, as the SA-V benchmark does."""
 
     per_video: dict[str, VideoResult]
     skipped: dict[str, str]
@@ -110,152 +122,13 @@ class EvalResult(_MeanScores):
         return [o for v in self.per_video.values() for o in v.objects]
 
 
-def _coco_rle(obj: object, where: str) -> dict:
-    """Validate a COCO RLE (compressed str/bytes or uncompressed list counts) -> compressed."""
-    if not isinstance(obj, dict) or "size" not in obj or "counts" not in obj:
-        raise ValueError(f"{where}: expected a COCO RLE dict with 'size' and 'counts'")
-    size = obj["size"]
-    integral = isinstance(size, list) and all(isinstance(s, (int, float)) and s > 0 and s == int(s) for s in size)
-    if not integral or len(size) != 2:
-        raise ValueError(f"{where}: RLE size must be [height, width], got {size!r}")
-    size = [int(s) for s in size]
-    counts = obj["counts"]
-    if isinstance(counts, list):
-        return mask_utils.frPyObjects({"size": size, "counts": counts}, *size)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    if not isinstance(counts, bytes):
-        raise ValueError(f"{where}: RLE counts must be a string or a list, got {type(counts).__name__}")
-    return {"size": list(size), "counts": counts}
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: cannot read JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: top level must be a JSON object")
-    return data
-
-
-def _field(data: dict, key: str, kind: type, path: Path) -> object:
-    if not isinstance(data.get(key), kind):
-        raise ValueError(f"{path}: missing or malformed field {key!r} (expected {kind.__name__})")
-    return data[key]
-
-
-def _per_object_rles(masklet: list, num_objects: int, path: Path) -> list[list[dict]]:
-    """``masklet[entry][object]`` -> validated compressed RLEs, one list per entry."""
-    entries = []
-    for index, entry in enumerate(masklet):
-        if not isinstance(entry, list) or len(entry) != num_objects:
-            raise ValueError(f"{path}: masklet[{index}] must list {num_objects} objects")
-        entries.append([_coco_rle(rle, f"{path}: masklet[{index}][{obj}]") for obj, rle in enumerate(entry)])
-    return entries
-
-
-def _categories(data: dict, num_objects: int, path: Path) -> list[str] | None:
-    if "masklet_category" not in data:
-        return None
-    categories = data["masklet_category"]
-    valid = isinstance(categories, list) and all(isinstance(c, str) for c in categories)
-    if not valid or len(categories) != num_objects:
-        raise ValueError(f"{path}: masklet_category must list one string per masklet ({num_objects})")
-    return categories
-
-
-def load_gt_json(path: Path) -> list[Masklet]:
-    """Ground-truth masklets from an SA-V ``<video_id>_manual.json`` (via ``training.data.sav``)."""
-    annotation = load_annotation(path)
-    frames = annotation.annotated_frame_indices()
-    return [
-        Masklet(
-            obj_id=obj_id,
-            category=None if annotation.categories is None else annotation.categories[slot],
-            frames={
-                frame: _coco_rle(annotation.masklet[k][slot], f"{path}: masklet[{k}][{slot}]")
-                for k, frame in enumerate(frames)
-            },
-        )
-        for slot, obj_id in enumerate(annotation.obj_ids)
-    ]
-
-
-def _encode(mask: np.ndarray) -> dict:
-    """bool ``[H, W]`` -> compressed COCO RLE."""
-    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-
-
-def load_gt_png_dir(video_dir: Path) -> list[Masklet]:
-    """Ground-truth masklets from an SA-V val/test folder ``<video_id>/<obj:03d>/<frame:05d>.png``.
-
-    The annotated frames are every frame with a PNG of any object; an object without a PNG
-    at an annotated frame is absent there (the convention of ``training.data.sav_eval_layout``;
-    real SA-V val/test folders hold a PNG for every object at every annotated frame).
-    """
-    obj_dirs = sorted(p for p in video_dir.iterdir() if p.is_dir())
-    if not obj_dirs or not all(d.name.isdigit() for d in obj_dirs):
-        raise ValueError(f"{video_dir}: expected numbered object folders (000, 001, ...)")
-    masks: dict[int, dict[int, np.ndarray]] = {}
-    for obj_dir in obj_dirs:
-        masks[int(obj_dir.name)] = {}
-        for png in obj_dir.glob("*.png"):
-            image = cv2.imread(str(png), cv2.IMREAD_COLOR)
-            if image is None or not png.stem.isdigit():
-                raise ValueError(f"{png}: unreadable mask or non-numeric frame name")
-            masks[int(obj_dir.name)][int(png.stem)] = image.any(axis=2)  # [H, W] bool
-    shapes = {m.shape for per_obj in masks.values() for m in per_obj.values()}
-    if len(shapes) != 1:
-        raise ValueError(f"{video_dir}: no PNG masks, or masks of different sizes {sorted(shapes)}")
-    empty = _encode(np.zeros(shapes.pop(), dtype=bool))
-    frames = sorted({t for per_obj in masks.values() for t in per_obj})
-    return [
-        Masklet(
-            obj_id=obj_id,
-            category=None,
-            frames={t: _encode(per_obj[t]) if t in per_obj else empty for t in frames},
-        )
-        for obj_id, per_obj in masks.items()
-    ]
-
-
-@dataclass(frozen=True)
-class PredictionVideo:
-    """A runtime prediction file: the frames it covers and its predicted masklets."""
-
-    video_id: str
-    frame_indices: frozenset[int]
-    masklets: list[Masklet]
-
-
-def load_prediction_json(path: Path) -> PredictionVideo:
-    """Read and validate a runtime prediction JSON."""
-    data = _read_json(path)
-    video_id = _field(data, "video_id", str, path)
-    obj_ids = _field(data, "masklet_id", list, path)
-    frame_indices = _field(data, "frame_indices", list, path)
-    if not all(isinstance(t, int) and t >= 0 for t in frame_indices) or len(set(frame_indices)) != len(frame_indices):
-        raise ValueError(f"{path}: frame_indices must be unique non-negative integers")
-    entries = _per_object_rles(_field(data, "masklet", list, path), len(obj_ids), path)
-    if len(entries) != len(frame_indices):
-        raise ValueError(f"{path}: {len(entries)} masklet entries but {len(frame_indices)} frame_indices")
-    categories = _categories(data, len(obj_ids), path)
-    masklets = [
-        Masklet(
-            obj_id=int(obj_id),
-            category=None if categories is None else categories[obj],
-            frames={frame: entry[obj] for frame, entry in zip(frame_indices, entries)},
-        )
-        for obj, obj_id in enumerate(obj_ids)
-    ]
-    return PredictionVideo(video_id=video_id, frame_indices=frozenset(frame_indices), masklets=masklets)
+def _area(rle: dict | None) -> int:
+    return 0 if rle is None else int(mask_utils.area(rle))
 
 
 def _rle_iou(pred: dict | None, gt: dict) -> float:
     """J between two RLEs (None = empty prediction); 1 when both are empty."""
-    gt_area = int(mask_utils.area(gt))
-    pred_area = 0 if pred is None else int(mask_utils.area(pred))
+    gt_area, pred_area = _area(gt), _area(pred)
     if gt_area == 0 and pred_area == 0:
         return 1.0
     if gt_area == 0 or pred_area == 0:
@@ -263,10 +136,54 @@ def _rle_iou(pred: dict | None, gt: dict) -> float:
     return float(mask_utils.iou([pred], [gt], [0])[0, 0])
 
 
-def evaluate_video(
-    gt: list[Masklet], prediction: PredictionVideo, skip_first_last: bool = True, bound_th: float = DEFAULT_BOUND_TH
-) -> list[ObjectResult]:
-    """Match predictions to ground-truth objects and score every object of one video."""
+def _scored_frames(gt: Masklet, pred: Masklet | None, frames: list[int]) -> list[int]:
+    """The official rule: ``frames`` from the first where ``gt`` or ``pred`` is non-empty (``[]``
+    when ``gt`` is empty at all of them)."""
+    gt_present = [_area(gt.frames[t]) > 0 for t in frames]
+    pred_present = [pred is not None and _area(pred.frames[t]) > 0 for t in frames]
+    start = first_scored_frame(np.array(gt_present, bool), np.array(pred_present, bool))
+    return [] if start is None else frames[start:]
+
+
+def _mean_j(gt: Masklet, pred: Masklet | None, frames: list[int]) -> float:
+    scored = _scored_frames(gt, pred, frames)
+    return float(np.mean([_rle_iou(None if pred is None else pred.frames[t], gt.frames[t]) for t in scored]))
+
+
+def _score_object(gt: Masklet, pred: Masklet | None, frames: list[int], bound_th: float) -> ObjectResult:
+    j_values, f_values = [], []
+    for t in _scored_frames(gt, pred, frames):
+        gt_mask = mask_utils.decode(gt.frames[t]).astype(bool)  # [H, W]
+        pred_mask = np.zeros_like(gt_mask) if pred is None else mask_utils.decode(pred.frames[t]).astype(bool)
+        j_values.append(region_similarity(pred_mask, gt_mask))
+        f_values.append(boundary_f_measure(pred_mask, gt_mask, bound_th))
+    return ObjectResult(obj_id=gt.obj_id, category=gt.category, pred_obj_id=None if pred is None else pred.obj_id,
+                        j=100 * float(np.mean(j_values)), f=100 * float(np.mean(f_values)), num_frames=len(j_values))
+
+
+def _evaluated(obj: Masklet, skip_first_last: bool) -> list[int]:
+    annotated = sorted(obj.frames)
+    return [annotated[i] for i in evaluated_frames(len(annotated), skip_first_last)]
+
+
+def _check_sizes(gt: Masklet, preds: list[Masklet], frames: list[int]) -> None:
+    for t in frames:
+        sizes = {tuple(gt.frames[t]["size"])} | {tuple(p.frames[t]["size"]) for p in preds}
+        if len(sizes) != 1:
+            raise ValueError(f"frame {t}: mask sizes differ between ground truth and prediction: {sorted(sizes)}")
+
+
+def _video_result(video_id: str, gt: list[Masklet], pairs: dict[int, Masklet | None], frames: dict[int, list[int]],
+                  bound_th: float) -> VideoResult:
+    objects = [_score_object(obj, pairs[obj.obj_id], frames[obj.obj_id], bound_th)
+               for obj in gt if obj.obj_id in pairs]
+    matched = {obj_id: pred for obj_id, pred in pairs.items() if pred is not None}
+    return VideoResult(video_id, objects, tuple(o.obj_id for o in gt if o.obj_id not in pairs), matched)
+
+
+def evaluate_video(gt: list[Masklet], prediction: PredictionVideo, skip_first_last: bool = True,
+                   bound_th: float = DEFAULT_BOUND_TH) -> VideoResult:
+    """Match a JSON prediction's objects to ground-truth objects and score every object of one video."""
     if not gt:
         raise ValueError("the ground truth has no objects")
     preds = prediction.masklets
@@ -274,46 +191,31 @@ def evaluate_video(
         raise ValueError("ground truth has masklet_category but the prediction does not")
     frames = {}
     for obj in gt:
-        annotated = sorted(obj.frames)
-        annotated = [annotated[i] for i in evaluated_frames(len(annotated), skip_first_last)]
-        frames[obj.obj_id] = [t for t in annotated if t in prediction.frame_indices]
+        frames[obj.obj_id] = [t for t in _evaluated(obj, skip_first_last) if t in prediction.frame_indices]
         if not frames[obj.obj_id]:
             raise ValueError(f"object {obj.obj_id}: none of its evaluated frames is in the prediction's frame_indices")
-        for t in frames[obj.obj_id]:
-            sizes = {tuple(obj.frames[t]["size"])} | {tuple(p.frames[t]["size"]) for p in preds}
-            if len(sizes) != 1:
-                raise ValueError(f"frame {t}: mask sizes differ between ground truth and prediction: {sorted(sizes)}")
+        _check_sizes(obj, preds, frames[obj.obj_id])
+    scored = [o for o in gt if any(_area(o.frames[t]) > 0 for t in frames[o.obj_id])]
+    mean_j = np.array([[_mean_j(o, p, frames[o.obj_id]) for p in preds] for o in scored])
+    mean_j = mean_j.reshape(len(scored), len(preds))  # [O, P], also when O or P is 0
+    empty_j = np.array([_mean_j(o, None, frames[o.obj_id]) for o in scored])
+    allowed = np.array([[o.category is None or o.category == p.category for p in preds] for o in scored], dtype=bool)
+    assignment = assign_predictions(mean_j, empty_j, allowed.reshape(mean_j.shape))
+    pairs = {o.obj_id: None if index is None else preds[index] for o, index in zip(scored, assignment)}
+    return _video_result(prediction.video_id, gt, pairs, frames, bound_th)
 
-    mean_j = np.zeros((len(gt), len(preds)))
-    for row, obj in enumerate(gt):
-        for col, pred in enumerate(preds):
-            mean_j[row, col] = np.mean([_rle_iou(pred.frames[t], obj.frames[t]) for t in frames[obj.obj_id]])
-    empty_j = np.array([np.mean([_rle_iou(None, o.frames[t]) for t in frames[o.obj_id]]) for o in gt])
-    allowed = np.array([[o.category is None or o.category == p.category for p in preds] for o in gt], dtype=bool)
-    assignment = assign_predictions(mean_j, empty_j, allowed.reshape(len(gt), len(preds)))
 
-    results = []
-    for obj, pred_index in zip(gt, assignment):
-        j_values, f_values = [], []
-        for t in frames[obj.obj_id]:
-            gt_mask = mask_utils.decode(obj.frames[t]).astype(bool)  # [H, W]
-            if pred_index is None:
-                pred_mask = np.zeros_like(gt_mask)
-            else:
-                pred_mask = mask_utils.decode(preds[pred_index].frames[t]).astype(bool)
-            j_values.append(region_similarity(pred_mask, gt_mask))
-            f_values.append(boundary_f_measure(pred_mask, gt_mask, bound_th))
-        results.append(
-            ObjectResult(
-                obj_id=obj.obj_id,
-                category=obj.category,
-                pred_obj_id=None if pred_index is None else preds[pred_index].obj_id,
-                j=100 * float(np.mean(j_values)),
-                f=100 * float(np.mean(f_values)),
-                num_frames=len(j_values),
-            )
-        )
-    return results
+def evaluate_png_video(gt: list[Masklet], pred_dir: Path, skip_first_last: bool = True,
+                       bound_th: float = DEFAULT_BOUND_TH) -> VideoResult:
+    """Score an SA-V PNG prediction folder whose object folders are named like the ground truth's."""
+    if not gt:
+        raise ValueError("the ground truth has no objects")
+    frames = {obj.obj_id: _evaluated(obj, skip_first_last) for obj in gt}
+    preds = load_pred_png_dir(pred_dir, frames)
+    for obj in gt:
+        _check_sizes(obj, [preds[obj.obj_id]], frames[obj.obj_id])
+    pairs = {o.obj_id: preds[o.obj_id] for o in gt if any(_area(o.frames[t]) > 0 for t in frames[o.obj_id])}
+    return _video_result(pred_dir.name, gt, pairs, frames, bound_th)
 
 
 def _prediction_files(pred: Path) -> list[Path]:
@@ -323,7 +225,7 @@ def _prediction_files(pred: Path) -> list[Path]:
         raise FileNotFoundError(f"{pred}: prediction file or folder not found")
     files = sorted(pred.glob("*.json"))
     if not files:
-        raise ValueError(f"{pred}: no prediction *.json files")
+        raise ValueError(f"{pred}: no prediction *.json files (nor video folders of SA-V PNGs)")
     return files
 
 
@@ -336,6 +238,10 @@ def _gt_loader(gt_root: Path, video_id: str, json_index: dict[str, Path]) -> lis
     raise ValueError(f"no ground truth for video {video_id!r} under {gt_root}")
 
 
+def _is_png_layout(pred: Path) -> bool:
+    return pred.is_dir() and not any(pred.glob("*.json")) and any(p.is_dir() for p in pred.iterdir())
+
+
 def evaluate(
     pred: str | Path,
     gt_root: str | Path,
@@ -343,37 +249,72 @@ def evaluate(
     bound_th: float = DEFAULT_BOUND_TH,
     show_progress: bool = True,
 ) -> EvalResult:
-    """Evaluate every prediction JSON under ``pred`` against ``gt_root`` (layouts above).
+    """Evaluate the predictions under ``pred`` (JSON files or SA-V PNG folders) against ``gt_root``.
 
-    Bad videos (unreadable prediction, missing ground truth, size mismatch, ...) are skipped
+    Bad videos (unreadable prediction, missing ground truth or PNG, size mismatch, ...) are skipped
     and listed in ``EvalResult.skipped``. Raises when nothing could be scored.
     """
     pred, gt_root = Path(pred), Path(gt_root)
-    files = _prediction_files(pred)
     if not gt_root.is_dir():
         raise FileNotFoundError(f"{gt_root}: ground-truth folder not found")
+    png_layout = _is_png_layout(pred)
+    items = sorted(p for p in pred.iterdir() if p.is_dir()) if png_layout else _prediction_files(pred)
     json_index = {p.name[: -len("_manual.json")]: p for p in gt_root.rglob("*_manual.json")}
     per_video: dict[str, VideoResult] = {}
     skipped: dict[str, str] = {}
-    for path in tqdm(files, desc="evaluate", unit="video", disable=not show_progress):
-        try:
-            prediction = load_prediction_json(path)
-        except ValueError as err:
-            skipped[path.name] = str(err)
-            continue
-        video_id = prediction.video_id
+    for path in tqdm(items, desc="evaluate", unit="video", disable=not show_progress):
+        if png_layout:
+            video_id = path.name
+        else:
+            try:
+                prediction = load_prediction_json(path)
+            except ValueError as err:
+                skipped[path.name] = str(err)
+                continue
+            video_id = prediction.video_id
         if video_id in per_video or video_id in skipped:
             skipped[f"{video_id} ({path.name})"] = f"{path}: duplicate prediction for video {video_id}"
             continue
         try:
             gt = _gt_loader(gt_root, video_id, json_index)
-            per_video[video_id] = VideoResult(video_id, evaluate_video(gt, prediction, skip_first_last, bound_th))
+            if png_layout:
+                video = evaluate_png_video(gt, path, skip_first_last, bound_th)
+            else:
+                video = evaluate_video(gt, prediction, skip_first_last, bound_th)
         except ValueError as err:
             skipped[video_id] = f"{path}: {err}"
+            continue
+        if video.objects:
+            per_video[video_id] = video
+        else:
+            skipped[video_id] = f"{path}: no object is non-empty in the ground truth at an evaluated frame"
     if not per_video:
         reasons = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:5])
         raise ValueError(f"no video could be evaluated ({len(skipped)} skipped: {reasons})")
     return EvalResult(per_video=per_video, skipped=skipped)
+
+
+def write_official_layout(result: EvalResult, gt_root: str | Path, out_dir: str | Path) -> Path:
+    """Write each evaluated video's ground truth (``out_dir/gt``) and its matched predictions
+    (``out_dir/pred``, object folders named by ground-truth id; empty for unmatched objects) as
+    SA-V PNG folders, for sam2's ``sav_evaluator.py``. Each video folder is written atomically."""
+    gt_root, out_dir = Path(gt_root), Path(out_dir)
+    json_index = {p.name[: -len("_manual.json")]: p for p in gt_root.rglob("*_manual.json")}
+    for sub in ("gt", "pred"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    for video_id, video in result.per_video.items():
+        gt = _gt_loader(gt_root, video_id, json_index)
+        gt_masks, pred_masks = {}, {}
+        for obj in gt:
+            gt_masks[obj.obj_id] = {t: mask_utils.decode(rle).astype(bool) for t, rle in obj.frames.items()}
+            pred = video.matched_masks.get(obj.obj_id)
+            pred_masks[obj.obj_id] = {
+                t: np.zeros_like(mask) if pred is None or t not in pred.frames
+                else mask_utils.decode(pred.frames[t]).astype(bool)
+                for t, mask in gt_masks[obj.obj_id].items()}
+        write_video_pngs(out_dir / "gt", video_id, gt_masks)
+        write_video_pngs(out_dir / "pred", video_id, pred_masks)
+    return out_dir
 
 
 def _object_dict(obj: ObjectResult) -> dict:
@@ -394,10 +335,12 @@ def result_to_dict(result: EvalResult) -> dict:
         "J&F": result.jf,
         "J": result.j,
         "F": result.f,
+        "protocol": "SA-V official J&F (sam2 sav_dataset/utils/sav_benchmark.py)",
         "num_videos": len(result.per_video),
         "num_objects": len(result.all_objects),
         "per_video": {
-            vid: {"J&F": v.jf, "J": v.j, "F": v.f, "objects": [_object_dict(o) for o in v.objects]}
+            vid: {"J&F": v.jf, "J": v.j, "F": v.f, "objects": [_object_dict(o) for o in v.objects],
+                  "unscored_objects": list(v.unscored)}
             for vid, v in result.per_video.items()
         },
         "skipped": result.skipped,
@@ -424,19 +367,28 @@ def format_table(result: EvalResult) -> str:
     for vid, v in result.per_video.items():
         lines.append(f"{vid:<{width}}  {len(v.objects):>4}  {v.jf:6.1f}  {v.j:6.1f}  {v.f:6.1f}")
     lines.append(f"{'overall':<{width}}  {len(result.all_objects):>4}  {result.jf:6.1f}  {result.j:6.1f}  {result.f:6.1f}")
+    lines += [f"unscored {vid}: objects {list(v.unscored)} are empty at every evaluated frame"
+              for vid, v in result.per_video.items() if v.unscored]
     lines += [f"skipped {vid}: {reason}" for vid, reason in result.skipped.items()]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="SA-V-style J&F of prediction JSONs against SA-V ground truth.")
-    parser.add_argument("--pred", required=True, help="prediction JSON file or folder of them")
+    parser = argparse.ArgumentParser(description="SA-V official J&F of predictions against SA-V ground truth.")
+    parser.add_argument("--pred", required=True,
+                        help="prediction JSON file, folder of them, or folder of SA-V PNG video folders")
     parser.add_argument("--gt-root", required=True, help="folder with <video>_manual.json or <video>/<obj>/<frame>.png")
     parser.add_argument("--out", help="write the result as JSON here")
+    parser.add_argument("--do-not-skip-first-and-last-frame", action="store_true",
+                        help="score the first and last annotated frames too (not the SA-V val/test standard)")
+    parser.add_argument("--write-official-layout", metavar="DIR",
+                        help="write DIR/gt and DIR/pred (matched predictions) as PNG folders for sav_evaluator.py")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.pred, args.gt_root)
-    except (ValueError, FileNotFoundError) as err:
+        result = evaluate(args.pred, args.gt_root, skip_first_last=not args.do_not_skip_first_and_last_frame)
+        if args.write_official_layout:
+            write_official_layout(result, args.gt_root, args.write_official_layout)
+    except (ValueError, OSError) as err:
         parser.exit(2, f"error: {err}\n")
     print(format_table(result))
     if args.out:

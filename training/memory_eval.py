@@ -15,15 +15,18 @@
 
 Protocol (the same for all three): every annotated frame except the first and last is scored (DAVIS /
 SA-V); each video category present in the ground truth is prompted once per frame. Two instance
-rules are scored from the same forward passes: "threshold" (SAM3's): a query is an instance when
-``sigmoid(pred_logits) * sigmoid(presence_logits) > threshold``; "top1" (primary): those, plus the
+rules are scored from the same forward passes: "threshold" (SAM3's, the headline): a query is an
+instance when ``sigmoid(pred_logits) * sigmoid(presence_logits) > threshold``; "top1" (a diagnostic
+only, never the headline: it cannot tell a present concept from an absent one): those, plus the
 best-scoring query whenever ``sigmoid(presence_logits) > threshold`` -- a model trained for minutes
 scores its queries far below 0.5 (its strict-threshold J&F only counts absent objects), yet its best
 query often has a usable mask. A mask is the logit upsampled (bilinear) to the video size, > 0.
 Per frame and category, ground-truth objects
 are matched one-to-one to predicted instances (``training.metrics.assign_predictions``: maximum total
 IoU, an object may stay unmatched when an empty mask scores higher, e.g. when it is absent); then
-J&F per object over the frames (``training.metrics.score_video``). Matching per frame uses the ground
+J&F per object over the frames (``training.metrics.score_video``: SA-V's official rule, an object is
+scored from the first evaluated frame where it or its prediction is non-empty; objects empty at every
+evaluated frame are left out). Matching per frame uses the ground
 truth's identities, so no tracking is scored. Scores are means over all objects of all videos (SA-V
 style), 0-100. ``j_degraded`` / ``j_clean`` split J by whether the synthetic data degraded the frame.
 """
@@ -53,7 +56,7 @@ from training.metrics import assign_predictions, evaluated_frames, score_video
 
 CONDITIONS = ("memory_off", "memory_on", "memory_on_student_features", "memory_on_other_video")
 DEFAULT_THRESHOLD = 0.5
-RULES = ("top1", "threshold")  # the first is the primary rule
+RULES = ("threshold", "top1")  # the first is the primary rule (SAM3's); "top1" is a labelled diagnostic
 
 
 @dataclass(frozen=True)
@@ -240,15 +243,15 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
         scores.append(video)
         for rule in rules:
             per_video.setdefault(rule, {})[files.video_id] = {
-                c: float(100 * np.mean((video.j[rule, c] + video.f[rule, c]) / 2)) for c in CONDITIONS}
+                c: float(100 * np.nanmean((video.j[rule, c] + video.f[rule, c]) / 2)) for c in CONDITIONS}
     if not scores:
         raise ValueError(f"{sav_root}: no video could be evaluated: {skipped}")
     results: dict[str, dict[str, ConditionScore]] = {}
     for rule in rules:
         for condition in CONDITIONS:
             key = (rule, condition)
-            j = np.concatenate([s.j[key] for s in scores])
-            f = np.concatenate([s.f[key] for s in scores])
+            j = np.concatenate([s.j[key] for s in scores])  # NaN: object unscored (official SA-V rule)
+            j, f = j[~np.isnan(j)], np.concatenate([s.f[key] for s in scores])[~np.isnan(j)]
             j_degraded = np.concatenate([s.j_frames[key][:, s.degraded].ravel() for s in scores])
             j_clean = np.concatenate([s.j_frames[key][:, ~s.degraded].ravel() for s in scores])
             results.setdefault(rule, {})[condition] = ConditionScore(
@@ -256,7 +259,8 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
                 j_degraded=float(100 * j_degraded.mean()) if j_degraded.size else float("nan"),
                 j_clean=float(100 * j_clean.mean()) if j_clean.size else float("nan"))
     return MemoryEvalResult(rules=tuple(rules), scores=results, per_video=per_video, skipped=skipped,
-                            num_objects=sum(len(s.j[rules[0], CONDITIONS[0]]) for s in scores),
+                            num_objects=sum(int(np.count_nonzero(~np.isnan(s.j[rules[0], CONDITIONS[0]])))
+                                            for s in scores),
                             num_frames=sum(len(s.degraded) for s in scores), threshold=threshold,
                             wall_time_s=time.perf_counter() - started)
 

@@ -5,8 +5,13 @@
   each dilated by a disk of radius ``ceil(bound_th * image diagonal)``; precision is the
   fraction of predicted boundary pixels within that disk of the ground-truth boundary,
   recall the converse, ``F = 2PR / (P + R)``. Both boundaries empty -> 1; one empty -> 0.
-- A video is scored per object: J and F are averaged over the evaluated frames (the first
-  and last annotated frames skipped by default), and J&F is their mean.
+- A video is scored per object as SA-V's official evaluator does (facebookresearch/sam2
+  ``sav_dataset/utils/sav_benchmark.py``): of the evaluated frames (the first and last
+  annotated frames skipped by default), an object is scored from the first frame where it is
+  non-empty in the ground truth OR in the prediction onwards; the empty frames before that
+  count for nothing (not as perfect). J and F are means over those frames, J&F their mean.
+  An object empty in the ground truth at every evaluated frame gets no score (NaN; the
+  official evaluator stops with an AssertionError on such an object).
 
 - Concept segmentation ("every instance of a prompt") gives predictions no object ids, so
   ``score_concept_video`` first matches ground-truth objects one-to-one to predictions
@@ -29,6 +34,7 @@ from scipy.optimize import linear_sum_assignment
 
 DEFAULT_BOUND_TH = 0.008
 _FORBIDDEN = 1e9  # assignment cost of a disallowed (object, prediction) pair
+_TIE_TO_EMPTY = 1e-9  # an empty mask wins a tie: no credit-less prediction is matched
 
 
 def _check_masks(pred: np.ndarray, gt: np.ndarray) -> None:
@@ -113,24 +119,55 @@ def evaluated_frames(num_frames: int, skip_first_last: bool = True) -> range:
     return range(num_frames)
 
 
+def first_scored_frame(gt_present: np.ndarray, pred_present: np.ndarray) -> int | None:
+    """Index of the first scored frame among an object's evaluated frames (official SA-V rule).
+
+    Args:
+        gt_present: ``[E]`` bool, the object is non-empty in the ground truth at each evaluated frame.
+        pred_present: ``[E]`` bool, the same for the prediction.
+
+    Returns:
+        The first index where either is non-empty (the official evaluator adds the object to its
+        running set there), or None when the ground truth is empty at every evaluated frame.
+    """
+    gt_present, pred_present = np.asarray(gt_present, bool), np.asarray(pred_present, bool)
+    if gt_present.shape != pred_present.shape or gt_present.ndim != 1:
+        raise ValueError(f"expected two [E] presence vectors, got {gt_present.shape} and {pred_present.shape}")
+    if not gt_present.any():
+        return None
+    return int(np.argmax(gt_present | pred_present))
+
+
 @dataclass(frozen=True)
 class VideoScore:
-    """Per-object scores of one video, in [0, 1].
+    """Per-object scores of one video, in [0, 1] (official SA-V rule, see the module docstring).
 
     Attributes:
-        j: ``[O]`` float64, each object's J averaged over the evaluated frames.
-        f: ``[O]`` float64, each object's F averaged over the evaluated frames.
-        num_frames: number of evaluated frames.
+        j: ``[O]`` float64, each object's J averaged over its scored frames; NaN when unscored.
+        f: ``[O]`` float64, each object's F averaged over its scored frames; NaN when unscored.
+        num_frames: number of evaluated frames (annotated frames minus the first and last).
+        scored_frames: ``[O]`` int64, frames each object was scored on (0: unscored).
     """
 
     j: np.ndarray
     f: np.ndarray
     num_frames: int
+    scored_frames: np.ndarray
 
     @property
     def jf(self) -> np.ndarray:
         """``[O]`` per-object J&F, the mean of J and F."""
         return (self.j + self.f) / 2
+
+    @property
+    def scored(self) -> np.ndarray:
+        """``[O]`` bool, objects with a score (ground truth non-empty at some evaluated frame)."""
+        return self.scored_frames > 0
+
+
+def _presence(masks: np.ndarray) -> np.ndarray:
+    """``[..., F, H, W]`` bool -> ``[..., F]`` bool, frame has any foreground pixel."""
+    return masks.any(axis=(-2, -1))
 
 
 def score_video(
@@ -150,29 +187,44 @@ def score_video(
     if gt_masks.ndim != 4 or gt_masks.shape != pred_masks.shape:
         raise ValueError(f"expected two [O, F, H, W] arrays of one shape, got {gt_masks.shape} and {pred_masks.shape}")
     num_objects, num_frames = gt_masks.shape[:2]
-    frames = evaluated_frames(num_frames, skip_first_last)
-    j = np.zeros(num_objects)
-    f = np.zeros(num_objects)
+    frames = list(evaluated_frames(num_frames, skip_first_last))
+    j = np.full(num_objects, np.nan)
+    f = np.full(num_objects, np.nan)
+    scored_frames = np.zeros(num_objects, dtype=np.int64)
     for obj in range(num_objects):
-        j[obj] = np.mean([region_similarity(pred_masks[obj, t], gt_masks[obj, t]) for t in frames])
-        f[obj] = np.mean([boundary_f_measure(pred_masks[obj, t], gt_masks[obj, t], bound_th) for t in frames])
-    return VideoScore(j=j, f=f, num_frames=len(frames))
+        start = first_scored_frame(_presence(gt_masks[obj, frames]), _presence(pred_masks[obj, frames]))
+        if start is None:
+            continue
+        scored = frames[start:]
+        j[obj] = np.mean([region_similarity(pred_masks[obj, t], gt_masks[obj, t]) for t in scored])
+        f[obj] = np.mean([boundary_f_measure(pred_masks[obj, t], gt_masks[obj, t], bound_th) for t in scored])
+        scored_frames[obj] = len(scored)
+    return VideoScore(j=j, f=f, num_frames=len(frames), scored_frames=scored_frames)
 
 
 def mean_region_similarity(gt_masks: np.ndarray, pred_masks: np.ndarray, frames: range | list[int]) -> np.ndarray:
-    """``[O, P]`` mean J over ``frames`` between every ground-truth object and every prediction.
+    """``[O, P]`` official-rule mean J over ``frames`` between every ground-truth object and every prediction.
 
     Args:
         gt_masks: ``[O, F, H, W]`` bool.
         pred_masks: ``[P, F, H, W]`` bool (``P`` may differ from ``O``).
-        frames: indices into the ``F`` axis to average over.
+        frames: indices into the ``F`` axis (the evaluated frames).
+
+    Returns:
+        Mean J from the first scored frame on (``first_scored_frame``); 0 for an object whose
+        ground truth is empty at every frame of ``frames`` (it is not scored at all).
     """
     if gt_masks.ndim != 4 or pred_masks.ndim != 4 or gt_masks.shape[1:] != pred_masks.shape[1:]:
         raise ValueError(f"expected [O, F, H, W] and [P, F, H, W] arrays, got {gt_masks.shape} and {pred_masks.shape}")
+    frames = list(frames)
     result = np.zeros((gt_masks.shape[0], pred_masks.shape[0]))
     for obj in range(gt_masks.shape[0]):
+        gt_present = _presence(gt_masks[obj, frames])
         for pred in range(pred_masks.shape[0]):
-            result[obj, pred] = np.mean([region_similarity(pred_masks[pred, t], gt_masks[obj, t]) for t in frames])
+            start = first_scored_frame(gt_present, _presence(pred_masks[pred, frames]))
+            if start is not None:
+                values = [region_similarity(pred_masks[pred, t], gt_masks[obj, t]) for t in frames[start:]]
+                result[obj, pred] = np.mean(values)
     return result
 
 
@@ -186,12 +238,13 @@ def assign_predictions(mean_j: np.ndarray, empty_j: np.ndarray, allowed: np.ndar
 
     Returns:
         For each object, the index of its prediction, or None when it is best left empty.
-        Maximises the summed mean J.
+        Maximises the summed mean J; a prediction that scores no better than an empty mask
+        (a tie) is not matched.
     """
     num_objects, num_preds = mean_j.shape
     cost = np.full((num_objects, num_preds + num_objects), _FORBIDDEN)
     cost[:, :num_preds] = np.where(allowed, -mean_j, _FORBIDDEN)
-    cost[np.arange(num_objects), num_preds + np.arange(num_objects)] = -empty_j
+    cost[np.arange(num_objects), num_preds + np.arange(num_objects)] = -empty_j - _TIE_TO_EMPTY
     rows, cols = linear_sum_assignment(cost)
     assignment: list[int | None] = [None] * num_objects
     for row, col in zip(rows, cols):

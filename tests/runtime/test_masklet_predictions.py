@@ -49,7 +49,7 @@ def test_recorded_session_is_readable_by_training_evaluate(tmp_path):
     np.testing.assert_array_equal(mask_utils.decode(blue.frames[8]).astype(bool), truth[8]["blue"])
 
     gt = [Masklet(obj_id=0, category="red", frames=dict(red.frames))]
-    scores = evaluate_video(gt, PredictionVideo("vid7", prediction.frame_indices, prediction.masklets))
+    scores = evaluate_video(gt, PredictionVideo("vid7", prediction.frame_indices, prediction.masklets)).objects
     assert scores[0].pred_obj_id == 1 and scores[0].j == pytest.approx(100.0)
     assert not list(tmp_path.glob(".*.tmp"))  # atomic write left no temp file
 

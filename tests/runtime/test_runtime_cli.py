@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from pycocotools import mask as mask_utils
 from contract_onnx import write_contract_onnx_dir
 
 from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
@@ -127,3 +128,27 @@ def test_cli_reads_a_jpeg_directory_with_sav_frame_numbers(tmp_path, capsys, cap
     (square,) = prediction.masklets
     assert square.category == "bright square" and all(rle["size"] == [40, 60] for rle in square.frames.values())
     assert oct(out_json.stat().st_mode & 0o777) != "0o600"
+
+
+def test_cli_writes_sav_png_folders_that_training_evaluate_reads(tmp_path, capsys):
+    frames_dir = tmp_path / "JPEGImages_24fps" / "sav_000003"
+    frames_dir.mkdir(parents=True)
+    for number in range(9):
+        frame = np.zeros((40, 60, 3), np.uint8)
+        frame[5:25, 10 + number:30 + number] = 255
+        cv2.imwrite(str(frames_dir / f"{number:05d}.jpg"), frame)
+    out_json, out_png = tmp_path / "pred.json", tmp_path / "png"
+    argv = ["--model", str(write_contract_onnx_dir(tmp_path / "onnx")), "--video", str(frames_dir),
+            "--prompt", "bright square", "--output-stride", "4", "--out-json", str(out_json), "--quiet"]
+    assert main(argv + ["--out-png", str(out_png)]) == 2  # the PNG folder must exist
+    assert "png: PNG output folder does not exist" in capsys.readouterr().err and not out_json.exists()
+    out_png.mkdir()
+    assert main(argv + ["--out-png", str(out_png)]) == 0
+    prediction = load_prediction_json(out_json)
+    (square,) = prediction.masklets
+    video_dir = out_png / "sav_000003" / f"{square.obj_id:03d}"
+    assert sorted(p.name for p in video_dir.iterdir()) == ["00000.png", "00004.png", "00008.png"]
+    for frame, rle in square.frames.items():
+        png = cv2.imread(str(video_dir / f"{frame:05d}.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(png > 0, mask_utils.decode(rle).astype(bool))
+    assert [p.name for p in out_png.iterdir()] == ["sav_000003"]

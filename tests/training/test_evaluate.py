@@ -165,14 +165,14 @@ def test_prediction_json_validation(tmp_path):
 
 
 def test_png_layout_ground_truth(tmp_path):
-    # SA-V val/test layout: Annotations_6fps/<video>/<obj:03d>/<frame:05d>.png; object 9 has no
-    # PNG at frame 8, so it is absent there.
+    # SA-V val/test layout: Annotations_6fps/<video>/<obj:03d>/<frame:05d>.png. Object 9 has an
+    # EMPTY PNG at frame 8: it is absent there.
     for obj_id, (_, fn) in OBJECTS.items():
         folder = tmp_path / "val" / "Annotations_6fps" / "sav_000002" / f"{obj_id:03d}"
         folder.mkdir(parents=True)
         for k in range(NUM_ANNOTATED):
-            if not (obj_id == 9 and k == 2):
-                cv2.imwrite(str(folder / f"{4 * k:05d}.png"), fn(k).astype(np.uint8) * 255)
+            mask = fn(k) & (not (obj_id == 9 and k == 2))
+            cv2.imwrite(str(folder / f"{4 * k:05d}.png"), mask.astype(np.uint8) * 255)
     gone = lambda k: OBJECTS[9][1](k) & (k != 2)  # noqa: E731
     _write_pred(tmp_path / "p.json", "sav_000002", [(1, "a", OBJECTS[7][1]), (2, "a", gone)])
     result = evaluate(tmp_path / "p.json", tmp_path / "val", show_progress=False)
@@ -182,6 +182,12 @@ def test_png_layout_ground_truth(tmp_path):
     result = evaluate(tmp_path / "p.json", tmp_path / "val", show_progress=False)
     by_id = {o.obj_id: o for o in result.per_video["sav_000002"].objects}
     assert by_id[9].j == pytest.approx(100 * 3 / 4) and by_id[9].f == pytest.approx(100 * 3 / 4)
+    # Without a PNG at frame 8, frame 8 is not one of object 9's annotated frames (the official
+    # evaluator lists each object's own PNGs), so it is not scored at all.
+    (tmp_path / "val" / "Annotations_6fps" / "sav_000002" / "009" / "00008.png").unlink()
+    result = evaluate(tmp_path / "p.json", tmp_path / "val", show_progress=False)
+    by_id = {o.obj_id: o for o in result.per_video["sav_000002"].objects}
+    assert (by_id[9].j, by_id[9].f, by_id[9].num_frames) == (100.0, 100.0, 3)
 
 
 def test_write_result_json_and_cli(tmp_path, capsys):
@@ -209,3 +215,46 @@ def test_write_result_json_roundtrip_values(tmp_path):
     write_result_json(result, tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["per_video"]["sav_000001"]["J&F"] == 100.0 and data["skipped"] == {}
+
+
+def test_object_empty_at_every_evaluated_frame_is_unscored(tmp_path):
+    # Object 9 is visible only at the first and last annotated frames, which are skipped: the
+    # official evaluator has no score for it (it stops with an AssertionError); we list it as unscored.
+    global OBJECTS
+    saved = dict(OBJECTS)
+    OBJECTS[9] = ("blue square", lambda k: _box_mask(20, 20 + k) & (k in (0, NUM_ANNOTATED - 1)))
+    try:
+        _write_gt(tmp_path / "gt")
+    finally:
+        OBJECTS.clear()
+        OBJECTS.update(saved)
+    _write_pred(tmp_path / "p.json", "sav_000001", _perfect_objects())
+    result = evaluate(tmp_path / "p.json", tmp_path / "gt", show_progress=False)
+    video = result.per_video["sav_000001"]
+    assert [o.obj_id for o in video.objects] == [7] and video.unscored == (9,)
+    assert result.jf == 100.0  # object 9's false positives at frames 4..16 are not counted
+
+
+def _write_png_video(root, video_id, masks_by_obj):
+    for obj_id, masks in masks_by_obj.items():
+        folder = root / video_id / f"{obj_id:03d}"
+        folder.mkdir(parents=True)
+        for k, mask in enumerate(masks):
+            cv2.imwrite(str(folder / f"{4 * k:05d}.png"), mask.astype(np.uint8) * 255)
+
+
+def test_png_predictions_and_their_errors(tmp_path):
+    gt = {o: [fn(k) for k in range(NUM_ANNOTATED)] for o, (_, fn) in OBJECTS.items()}
+    _write_png_video(tmp_path / "gt", "v1", gt)
+    _write_png_video(tmp_path / "pred", "v1", gt)
+    _write_png_video(tmp_path / "pred", "v2", gt)  # no ground truth
+    result = evaluate(tmp_path / "pred", tmp_path / "gt", show_progress=False)
+    assert result.jf == 100.0 and list(result.per_video) == ["v1"] and "no ground truth" in result.skipped["v2"]
+    (tmp_path / "pred" / "v1" / "009" / "00008.png").unlink()
+    with pytest.raises(ValueError, match=r"009/00008\.png: prediction PNG not found"):
+        evaluate(tmp_path / "pred", tmp_path / "gt", show_progress=False)
+    two_objects = np.zeros((HEIGHT, WIDTH), np.uint8)
+    two_objects[:4, :4], two_objects[8:12, 8:12] = 1, 2
+    cv2.imwrite(str(tmp_path / "pred" / "v1" / "009" / "00008.png"), two_objects)
+    with pytest.raises(ValueError, match=r"00008\.png: more than one object"):
+        evaluate(tmp_path / "pred", tmp_path / "gt", show_progress=False)

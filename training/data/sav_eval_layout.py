@@ -7,7 +7,9 @@ Layout, as SA-V ships sav_val / sav_test:
                                                                     every 4th frame (6 fps)
 
 Frame names are video frame numbers, so annotated PNGs must sit on multiples of 4.
-A PNG that is absent for an object at an annotated frame means the object is absent.
+A PNG that is absent for an object at an annotated frame means the object is absent (for reading;
+SA-V's official evaluator instead scores each object only at its own PNGs, and `write_eval_layout`
+writes an empty PNG wherever an object is absent).
 """
 
 from __future__ import annotations
@@ -137,8 +139,9 @@ def read_eval_masks(video: EvalVideo, frame_idx: int, height: int, width: int) -
 def write_eval_layout(sav_dir: Path | str, out_root: Path | str, annotation_type: str = "manual") -> list[str]:
     """Convert every train-layout video under `sav_dir` to the val/test layout under `out_root`.
 
-    Object folders are named by `masklet_id`; a PNG is written for every annotated frame
-    where the object is visible. Returns the converted video ids.
+    Object folders are named by `masklet_id`; every object gets a PNG at every annotated frame
+    (empty where it is absent), as SA-V val/test does, so SA-V's official evaluator scores the
+    same frames as the train-layout JSON. Returns the converted video ids.
     """
     out_root = Path(out_root)
     written = []
@@ -157,7 +160,7 @@ def write_eval_layout(sav_dir: Path | str, out_root: Path | str, annotation_type
             (annotation_dir / f"{obj_id:03d}").mkdir(parents=True, exist_ok=True)
         for annotated_idx in range(annotation.num_annotated_frames):
             frame_idx = annotation.video_frame(annotated_idx)
-            slots = annotation.visible_slots(annotated_idx)
+            slots = list(range(annotation.num_objects))  # empty PNGs too, as SA-V val/test ships them
             for slot, mask in zip(slots, annotation.decode_masks(annotated_idx, slots)):
                 png_path = annotation_dir / f"{annotation.obj_ids[slot]:03d}" / f"{frame_idx:05d}.png"
                 cv2.imwrite(str(png_path), mask.astype(np.uint8) * 255)

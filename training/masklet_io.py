@@ -1,0 +1,209 @@
+"""Masklets read from files for J&F evaluation: SA-V ground truth and our predictions.
+
+Ground truth:
+- SA-V train layout ``<video_id>_manual.json`` (``training.data.sav``): every object has every
+  annotated frame (an absent object has an empty RLE there).
+- SA-V val/test layout ``<video_id>/<obj:03d>/<frame:05d>.png``: each object's frames are ITS OWN
+  PNG files, as SA-V's official evaluator lists them (``sorted(os.listdir(object folder))``); a
+  frame without a PNG of that object is not one of its annotated frames.
+Predictions:
+- runtime JSON (``runtime.predictions``): objects with their own ids and prompts;
+- SA-V PNG layout (``runtime.sav_png``), object folders named like the ground truth's.
+PNG masks are read as the official evaluator does: PIL, pixels > 0 are the object, at most two
+distinct pixel values per file. Errors are ``ValueError``s that start with the offending file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from pycocotools import mask as mask_utils
+
+from runtime.sav_png import frame_file_name, object_dir_name
+from training.data.sav import load_annotation
+
+
+@dataclass(frozen=True)
+class Masklet:
+    """One object of one video: ``frames`` maps video frame number -> COCO RLE."""
+
+    obj_id: int
+    category: str | None
+    frames: dict[int, dict]
+
+
+def coco_rle(obj: object, where: str) -> dict:
+    """Validate a COCO RLE (compressed str/bytes or uncompressed list counts) -> compressed."""
+    if not isinstance(obj, dict) or "size" not in obj or "counts" not in obj:
+        raise ValueError(f"{where}: expected a COCO RLE dict with 'size' and 'counts'")
+    size = obj["size"]
+    integral = isinstance(size, list) and all(isinstance(s, (int, float)) and s > 0 and s == int(s) for s in size)
+    if not integral or len(size) != 2:
+        raise ValueError(f"{where}: RLE size must be [height, width], got {size!r}")
+    size = [int(s) for s in size]
+    counts = obj["counts"]
+    if isinstance(counts, list):
+        return mask_utils.frPyObjects({"size": size, "counts": counts}, *size)
+    if isinstance(counts, str):
+        counts = counts.encode("ascii")
+    if not isinstance(counts, bytes):
+        raise ValueError(f"{where}: RLE counts must be a string or a list, got {type(counts).__name__}")
+    return {"size": list(size), "counts": counts}
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level must be a JSON object")
+    return data
+
+
+def _field(data: dict, key: str, kind: type, path: Path) -> object:
+    if not isinstance(data.get(key), kind):
+        raise ValueError(f"{path}: missing or malformed field {key!r} (expected {kind.__name__})")
+    return data[key]
+
+
+def _per_object_rles(masklet: list, num_objects: int, path: Path) -> list[list[dict]]:
+    """``masklet[entry][object]`` -> validated compressed RLEs, one list per entry."""
+    entries = []
+    for index, entry in enumerate(masklet):
+        if not isinstance(entry, list) or len(entry) != num_objects:
+            raise ValueError(f"{path}: masklet[{index}] must list {num_objects} objects")
+        entries.append([coco_rle(rle, f"{path}: masklet[{index}][{obj}]") for obj, rle in enumerate(entry)])
+    return entries
+
+
+def _categories(data: dict, num_objects: int, path: Path) -> list[str] | None:
+    if "masklet_category" not in data:
+        return None
+    categories = data["masklet_category"]
+    valid = isinstance(categories, list) and all(isinstance(c, str) for c in categories)
+    if not valid or len(categories) != num_objects:
+        raise ValueError(f"{path}: masklet_category must list one string per masklet ({num_objects})")
+    return categories
+
+
+def load_gt_json(path: Path) -> list[Masklet]:
+    """Ground-truth masklets from an SA-V ``<video_id>_manual.json`` (via ``training.data.sav``)."""
+    annotation = load_annotation(path)
+    frames = annotation.annotated_frame_indices()
+    return [
+        Masklet(
+            obj_id=obj_id,
+            category=None if annotation.categories is None else annotation.categories[slot],
+            frames={
+                frame: coco_rle(annotation.masklet[k][slot], f"{path}: masklet[{k}][{slot}]")
+                for k, frame in enumerate(frames)
+            },
+        )
+        for slot, obj_id in enumerate(annotation.obj_ids)
+    ]
+
+
+def read_mask_png(path: Path) -> np.ndarray:
+    """bool ``[H, W]`` of one SA-V PNG: pixels > 0 (any channel) are the object."""
+    try:
+        with Image.open(path) as image:
+            array = np.array(image)
+    except (OSError, UnidentifiedImageError) as err:
+        raise ValueError(f"{path}: missing or unreadable PNG ({err})") from err
+    if array.ndim not in (2, 3):
+        raise ValueError(f"{path}: expected a single-channel or colour mask, got shape {array.shape}")
+    if len(np.unique(array)) > 2:
+        raise ValueError(f"{path}: more than one object in the mask (SA-V holds one object per PNG)")
+    mask = array > 0
+    return mask.any(axis=2) if mask.ndim == 3 else mask
+
+
+def _encode(mask: np.ndarray) -> dict:
+    """bool ``[H, W]`` -> compressed COCO RLE."""
+    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+
+
+def _frame_number(png: Path) -> int:
+    if not png.stem.isdigit():
+        raise ValueError(f"{png}: PNG name is not a frame number")
+    return int(png.stem)
+
+
+def load_gt_png_dir(video_dir: Path) -> list[Masklet]:
+    """Ground-truth masklets from an SA-V val/test folder ``<video_id>/<obj:03d>/<frame:05d>.png``.
+
+    Each object's annotated frames are the PNGs in its own folder (the official evaluator's rule).
+    """
+    if not video_dir.is_dir():
+        raise ValueError(f"{video_dir}: ground-truth video folder not found")
+    obj_dirs = sorted(p for p in video_dir.iterdir() if p.is_dir())
+    if not obj_dirs or not all(d.name.isdigit() for d in obj_dirs):
+        raise ValueError(f"{video_dir}: expected numbered object folders (000, 001, ...)")
+    masklets = []
+    for obj_dir in obj_dirs:
+        pngs = sorted(obj_dir.glob("*.png"))
+        if not pngs:
+            raise ValueError(f"{obj_dir}: object folder without PNG masks")
+        frames = {_frame_number(png): _encode(read_mask_png(png)) for png in pngs}
+        masklets.append(Masklet(obj_id=int(obj_dir.name), category=None, frames=frames))
+    return masklets
+
+
+def load_pred_png_dir(video_dir: Path, wanted: dict[int, list[int]]) -> dict[int, Masklet]:
+    """Predicted masklets of an SA-V PNG folder, aligned by object folder name.
+
+    ``wanted[obj_id]`` lists the frames to read for each ground-truth object; a missing object
+    folder or PNG is an error (the official evaluator stops there too). Other objects are ignored.
+    """
+    if not video_dir.is_dir():
+        raise ValueError(f"{video_dir}: prediction video folder not found")
+    result = {}
+    for obj_id, frames in wanted.items():
+        obj_dir = video_dir / object_dir_name(obj_id)
+        masks = {}
+        for frame in frames:
+            png = obj_dir / frame_file_name(frame)
+            if not png.is_file():
+                raise ValueError(f"{png}: prediction PNG not found (every evaluated ground-truth frame needs one)")
+            masks[frame] = _encode(read_mask_png(png))
+        result[obj_id] = Masklet(obj_id=obj_id, category=None, frames=masks)
+    return result
+
+
+@dataclass(frozen=True)
+class PredictionVideo:
+    """A runtime prediction file: the frames it covers and its predicted masklets."""
+
+    video_id: str
+    frame_indices: frozenset[int]
+    masklets: list[Masklet]
+
+
+def load_prediction_json(path: Path) -> PredictionVideo:
+    """Read and validate a runtime prediction JSON."""
+    data = read_json(path)
+    video_id = _field(data, "video_id", str, path)
+    obj_ids = _field(data, "masklet_id", list, path)
+    frame_indices = _field(data, "frame_indices", list, path)
+    if not all(isinstance(t, int) and t >= 0 for t in frame_indices) or len(set(frame_indices)) != len(frame_indices):
+        raise ValueError(f"{path}: frame_indices must be unique non-negative integers")
+    entries = _per_object_rles(_field(data, "masklet", list, path), len(obj_ids), path)
+    if len(entries) != len(frame_indices):
+        raise ValueError(f"{path}: {len(entries)} masklet entries but {len(frame_indices)} frame_indices")
+    categories = _categories(data, len(obj_ids), path)
+    masklets = [
+        Masklet(
+            obj_id=int(obj_id),
+            category=None if categories is None else categories[obj],
+            frames={frame: entry[obj] for frame, entry in zip(frame_indices, entries)},
+        )
+        for obj, obj_id in enumerate(obj_ids)
+    ]
+    return PredictionVideo(video_id=video_id, frame_indices=frozenset(frame_indices), masklets=masklets)
+
+
