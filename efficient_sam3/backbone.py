@@ -201,9 +201,11 @@ class EfficientSam3Head(nn.Module):
         self.act = nn.GELU()
         self.conv = nn.Conv2d(trunk_channels, trunk_channels, 3, padding=1)
 
-    def forward(self, maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """maps: the backbone's outputs, the stride-32 map last -> [B, trunk_channels, grid, grid]."""
-        x = self.conv(self.act(self.proj(maps[-1])))
+    def forward(self, maps: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """maps: the backbone's stride-32 map (TinyViT, EfficientViT), or its maps with the stride-32 one
+        last (RepViT) -> [B, trunk_channels, grid, grid]."""
+        stride32 = maps if isinstance(maps, torch.Tensor) else maps[-1]
+        x = self.conv(self.act(self.proj(stride32)))
         if tuple(x.shape[-2:]) == (self.grid, self.grid):
             return x
         return F.interpolate(x, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
@@ -211,10 +213,13 @@ class EfficientSam3Head(nn.Module):
 
 @torch.no_grad()
 def fuse_for_deployment(module: nn.Module) -> nn.Module:
-    """In place: re-parameterise every RepVggDw and fold every ConvNorm's BN into its conv (eval only)."""
+    """In place: re-parameterise every RepVggDw and fold every ConvNorm's BN into its conv (eval only);
+    modules with their own ``fold_norm`` (EfficientViT's conv layers) fold themselves."""
     for child in list(module.modules()):
         if isinstance(child, RepVggDw) and child.fused is None:
             child.reparameterize()
+        elif hasattr(child, "fold_norm"):
+            child.fold_norm()
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, ConvNorm):

@@ -16,9 +16,10 @@ from torch import nn
 
 from efficient_sam3.attention import padding_bias
 from efficient_sam3.backbone import EfficientSam3Head, RepVitBackbone, TrunkProjection
-from efficient_sam3.config import EfficientSam3Config
+from efficient_sam3.config import BackboneConfig, EfficientSam3Config
 from efficient_sam3.detr_decoder import DetrDecoder, box_cxcywh_to_xyxy
 from efficient_sam3.detr_encoder import DetrEncoder
+from efficient_sam3.efficient_vit import EfficientVitBackbone
 from efficient_sam3.geometry_encoder import GeometryPromptEncoder
 from efficient_sam3.mask_decoder import MaskDecoder, MaskQualityHead
 from efficient_sam3.memory_attention import MemoryCrossAttention
@@ -28,9 +29,20 @@ from efficient_sam3.perceiver import PerceiverResampler
 from efficient_sam3.position_encoding import sine_grid_encoding
 from efficient_sam3.scoring import DotProductScoring
 from efficient_sam3.text_encoder import TextEncoder
+from efficient_sam3.tiny_vit import TINY_VIT_VARIANTS, TinyVitBackbone
 
 # Index of the FPN level the DETR encoder reads (36x36 at 504 px); levels 0 and 1 feed the pixel decoder.
 ENCODER_FPN_LEVEL = 2
+
+
+def build_backbone(config: BackboneConfig) -> tuple[nn.Module, int]:
+    """The image backbone of ``config.kind`` and the channels of its stride-32 map."""
+    if config.kind == "tiny_vit":
+        return TinyVitBackbone.from_variant(config.variant), TINY_VIT_VARIANTS[config.variant]["embed_dims"][-1]
+    if config.kind == "efficient_vit":
+        backbone = EfficientVitBackbone.from_variant(config.variant)
+        return backbone, backbone.out_channels
+    return RepVitBackbone(config), config.embed_dims[-1]
 
 
 class EfficientSam3Model(nn.Module):
@@ -38,10 +50,10 @@ class EfficientSam3Model(nn.Module):
         super().__init__()
         self.config = config
         width = config.hidden_size
-        self.backbone = RepVitBackbone(config.backbone)
+        self.backbone, backbone_channels = build_backbone(config.backbone)
         if config.backbone.projection == "efficientsam3":
-            self.trunk_projection = EfficientSam3Head(config.backbone.embed_dims[-1],
-                                                      config.backbone.trunk_channels, config.trunk_grid)
+            self.trunk_projection = EfficientSam3Head(backbone_channels, config.backbone.trunk_channels,
+                                                      config.trunk_grid)
         else:
             self.trunk_projection = TrunkProjection(config.backbone, config.trunk_grid)
         self.neck = FpnNeck(config.backbone.trunk_channels, width)
@@ -68,7 +80,7 @@ class EfficientSam3Model(nn.Module):
         size = self.config.image_size
         if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != (3, size, size):
             raise ValueError(f"pixel_values must be [B, 3, {size}, {size}], got {list(pixel_values.shape)}")
-        maps = self.backbone(pixel_values)  # deepest (stride 32) last
+        maps = self.backbone(pixel_values)  # the stride-32 map, or maps with it last (RepViT)
         trunk = self.trunk_projection(maps)  # [B, trunk_channels, 36, 36]
         return VisionFeatures(fpn_hidden_states=self.neck(trunk))
 

@@ -34,16 +34,24 @@ def manifest_of(state_dict: dict[str, torch.Tensor]) -> dict:
     return manifest
 
 
-def seeded_tensor(key: str, shape: list[int], seed: int) -> torch.Tensor:
+# BatchNorm running_var range. Whole models use a wider range: with [0.5, 1.5] a deep residual
+# backbone (RepViT: BN over conv + 1x1 conv + identity in every block) grows its activations to 1e5
+# and an absolute tolerance means nothing; [2, 4] keeps every stage near unit scale.
+DEFAULT_VAR_RANGE = (0.5, 1.5)
+MODEL_VAR_RANGE = (2.0, 4.0)
+
+
+def seeded_tensor(key: str, shape: list[int], seed: int,
+                  var_range: tuple[float, float] = DEFAULT_VAR_RANGE) -> torch.Tensor:
     """A deterministic float32 tensor for one state-dict entry, scaled like a trained weight.
 
-    BatchNorm statistics are randomised too (running_var in [0.5, 1.5]), so folding them is tested.
+    BatchNorm statistics are randomised too (running_var in ``var_range``), so folding them is tested.
     """
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
     numel = int(np.prod(shape)) if shape else 1
     normal = rng.standard_normal(numel)
     if key.endswith("running_var"):
-        values = rng.uniform(0.5, 1.5, numel)
+        values = rng.uniform(var_range[0], var_range[1], numel)
     elif key.endswith("running_mean"):
         values = 0.1 * normal
     elif len(shape) <= 1 and key.endswith("weight"):
@@ -56,7 +64,8 @@ def seeded_tensor(key: str, shape: list[int], seed: int) -> torch.Tensor:
     return torch.from_numpy(values.astype(np.float32)).reshape(shape)
 
 
-def seeded_weights(manifest: dict, seed: int) -> dict[str, torch.Tensor]:
+def seeded_weights(manifest: dict, seed: int,
+                   var_range: tuple[float, float] = DEFAULT_VAR_RANGE) -> dict[str, torch.Tensor]:
     """The state dict described by ``manifest`` with deterministic values (see ``seeded_tensor``)."""
     state = {}
     for key, entry in manifest.items():
@@ -64,8 +73,14 @@ def seeded_weights(manifest: dict, seed: int) -> dict[str, torch.Tensor]:
             state[key] = entry["value"].clone()
         else:
             dtype = getattr(torch, entry["dtype"])
-            state[key] = seeded_tensor(key, entry["shape"], seed).to(dtype)
+            state[key] = seeded_tensor(key, entry["shape"], seed, tuple(var_range)).to(dtype)
     return state
+
+
+def seeded_image(image_size: int, seed: int) -> torch.Tensor:
+    """A normalised input image [1, 3, S, S] with values in [-1, 1] (SAM3's normalisation range)."""
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.uniform(-1.0, 1.0, (1, 3, image_size, image_size)).astype(np.float32))
 
 
 def sample_outputs(outputs: dict[str, torch.Tensor], seed: int = 0) -> dict:

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sav-root", type=Path, required=True, help="SA-V train-layout folder")
     parser.add_argument("--out", type=Path, required=True, help="cache folder (<video_id>.safetensors)")
     parser.add_argument(
-        "--teacher", type=Path, required=True, help="SAM3 (transformers) or EfficientSAM3 checkpoint dir"
+        "--teacher", type=Path, required=True, help="Meta's sam3.pt, or a SAM3 (transformers) / EfficientSAM3 checkpoint dir"
     )
     parser.add_argument("--image-size", type=int, default=504)
     parser.add_argument("--batch-size", type=int, default=4)

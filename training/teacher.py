@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,14 +80,20 @@ def load_teacher(
     `dtype` None runs in float16 on CUDA and float32 elsewhere.
     """
     checkpoint_dir = Path(path)
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if checkpoint_dir.is_file():
+        vision_model = _load_sam3_checkpoint_vision(checkpoint_dir, image_size)
+        identity = f"{checkpoint_dir.name}:{file_sha256(checkpoint_dir)[:16]}"
+        teacher = Sam3VisionTeacher(identity, image_size, vision_model.to(device, dtype).eval(), device, dtype)
+        _check_output_shape(teacher, checkpoint_dir)
+        return teacher
     config_path = checkpoint_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: teacher checkpoint has no config.json")
     with open(config_path, encoding="utf-8") as handle:
         model_type = json.load(handle).get("model_type")
-    device = torch.device(device)
-    if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
     identity = f"{checkpoint_dir.name}:{weights_sha256(checkpoint_dir)[:16]}"
     if model_type in SAM3_VISION_PREFIXES:
         vision_model = _load_sam3_vision(checkpoint_dir, model_type, image_size)
@@ -133,6 +140,14 @@ def weight_files(checkpoint_dir: Path) -> list[Path]:
                 raise FileNotFoundError(f"{shard}: shard listed in {index.name} is missing")
         return shards
     raise FileNotFoundError(f"{checkpoint_dir}: no model.safetensors or model.safetensors.index.json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def weights_sha256(checkpoint_dir: Path) -> str:
@@ -195,3 +210,55 @@ def _read_prefixed_state_dict(checkpoint_dir: Path, prefix: str) -> tuple[dict[s
     if not state_dict:
         raise ValueError(f"{source}: no weights under prefix {prefix!r}; top-level prefixes are {sorted(top_level)}")
     return state_dict, source
+
+
+# SAM3's ViT: 64-wide heads; without stored rotary tables, SAM3's window size and global blocks.
+SAM3_HEAD_DIM = 64
+SAM3_WINDOW_SIZE = 24
+SAM3_GLOBAL_EVERY = 8
+
+
+def sam3_vision_config(vision_state: dict[str, torch.Tensor], rope_lengths: dict[int, int], image_size: int):
+    """transformers ``Sam3VisionConfig`` of the ViT + neck in ``vision_state`` (renamed sam3.pt weights)."""
+    from transformers import Sam3VisionConfig
+
+    patch = vision_state["backbone.embeddings.patch_embeddings.projection.weight"]
+    hidden, patch_size = patch.shape[0], patch.shape[-1]
+    layers = len({key.split(".")[2] for key in vision_state if key.startswith("backbone.layers.")})
+    positions = vision_state["backbone.embeddings.position_embeddings"].shape[1]
+    if rope_lengths:
+        window = math.isqrt(min(rope_lengths.values()))
+        global_blocks = sorted(i for i, length in rope_lengths.items() if length > window * window)
+    else:
+        window = SAM3_WINDOW_SIZE
+        global_blocks = [i for i in range(layers) if (i + 1) % SAM3_GLOBAL_EVERY == 0]
+    backbone = dict(model_type="sam3_vit_model", hidden_size=hidden, num_hidden_layers=layers,
+                    num_attention_heads=hidden // SAM3_HEAD_DIM,
+                    intermediate_size=vision_state["backbone.layers.0.mlp.fc1.weight"].shape[0],
+                    patch_size=patch_size, window_size=window, global_attn_indexes=global_blocks,
+                    pretrain_image_size=math.isqrt(positions) * patch_size, image_size=image_size)
+    fpn = vision_state["neck.fpn_layers.0.proj1.weight"].shape[0]
+    return Sam3VisionConfig(backbone_config=backbone, fpn_hidden_size=fpn)
+
+
+def _load_sam3_checkpoint_vision(path: Path, image_size: int) -> torch.nn.Module:
+    """Meta's sam3.pt -> transformers ``Sam3VisionModel`` holding its ViT and neck (every weight from the file)."""
+    from transformers import Sam3VisionModel
+
+    from efficient_sam3.convert import read_sam3_layout
+    from efficient_sam3.sam3_layout import rename_sam3_vision
+
+    vision_state, rope_lengths = rename_sam3_vision(read_sam3_layout(path))
+    if "backbone.embeddings.patch_embeddings.projection.weight" not in vision_state:
+        raise ValueError(f"{path}: no SAM3 ViT weights (detector.backbone.vision_backbone.trunk.*)")
+    config = sam3_vision_config(vision_state, rope_lengths, image_size)
+    if config.fpn_hidden_size != FEATURE_CHANNELS:
+        raise ValueError(f"{path}: the FPN is {config.fpn_hidden_size} wide, the feature cache stores {FEATURE_CHANNELS}")
+    vision_model = Sam3VisionModel(config)
+    expected = set(vision_model.state_dict())
+    missing, unexpected = sorted(expected - set(vision_state)), sorted(set(vision_state) - expected)
+    if missing or unexpected:
+        raise ValueError(f"{path}: SAM3 vision weights do not match Sam3VisionModel: {len(missing)} missing "
+                         f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    vision_model.load_state_dict(vision_state, strict=True)
+    return vision_model

@@ -125,3 +125,37 @@ def test_text_encoder_matches_transformers_sam3_lite_text():
         expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
         got = ours(ids, mask)
     assert (got - expected).abs().max() <= TOL
+
+
+def test_geometry_token_matches_transformers_geometry_encoder(teacher, monkeypatch):
+    """Our text-prompt geometry path loads transformers' ``geometry_encoder.*`` and equals its CLS token
+    (transformers' encoder called with no boxes, as SAM3's original code runs every text prompt)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from transformers.models.sam3 import modeling_sam3
+
+    # transformers pools box features with torchvision's roi_align even for zero boxes; torchvision does
+    # not install beside this torch, and zero boxes pool to an empty tensor whatever the op.
+    def roi_align_of_no_boxes(features, boxes, size):
+        assert all(b.shape[0] == 0 for b in boxes)
+        return features.new_zeros(0, features.shape[1], size, size)
+
+    monkeypatch.setattr(modeling_sam3, "torchvision", SimpleNamespace(ops=SimpleNamespace(roi_align=roi_align_of_no_boxes)),
+                        raising=False)
+
+    base = dataclasses.replace(EfficientSam3Config.from_preset("tiny"), prompt_path="original")
+    student = convert_from_sam3(teacher, base).model.eval()
+    assert student.config.geometry_encoder.num_layers == 1
+    trunk = torch.randn(2, 64, 36, 36, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        fpn, pos = teacher.vision_encoder.neck(trunk)
+        expected = teacher.geometry_encoder(
+            box_embeddings=torch.zeros(2, 0, 4), box_mask=torch.zeros(2, 0, dtype=torch.bool),
+            box_labels=torch.zeros(2, 0, dtype=torch.long), img_feats=fpn[:-1], img_pos_embeds=pos[:-1],
+        ).last_hidden_state
+        level = student.neck(trunk)[2]
+        ours = student.geometry_encoder(level.flatten(2).transpose(1, 2), student.encoder_pos)
+    assert expected.shape == ours.shape == (2, 1, 256)
+    assert (ours - expected).abs().max() <= TOL
+    assert expected.std() > 1e-3
