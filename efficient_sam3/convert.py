@@ -104,17 +104,19 @@ def _read_sam3_directory(directory: Path) -> tuple[dict, dict[str, torch.Tensor]
     return config, state
 
 
-def convert_from_sam3(sam3, base: EfficientSam3Config) -> ConversionReport:
+def convert_from_sam3(sam3, base: EfficientSam3Config, prompt_path: str = "transformers") -> ConversionReport:
     """Build a student whose heads (and neck, where shapes allow) come from SAM3.
 
-    ``sam3`` is a transformers ``Sam3Model`` or the path of its checkpoint directory.
+    ``sam3`` is a transformers ``Sam3Model`` or the path of its checkpoint directory. The student runs
+    transformers' prompt path (text tokens only), as the source does; ``prompt_path="original"`` also
+    loads transformers' ``geometry_encoder.*`` and runs SAM3's original path.
     """
     if isinstance(sam3, (str, Path)):
         sam3_config, teacher = _read_sam3_directory(Path(sam3))
     else:
         sam3_config = sam3.config.to_dict()
         teacher = {k.removeprefix(VIDEO_DETECTOR_PREFIX): v for k, v in sam3.state_dict().items()}
-    config = student_config_for_sam3(sam3_config, base)
+    config = replace(student_config_for_sam3(sam3_config, base), prompt_path=prompt_path)
     model = EfficientSam3Model(config)
     student = model.state_dict()
 

@@ -6,7 +6,7 @@ RepViT / TinyViT / EfficientViT backbones with the students' projection head, Mo
 --from efficientsam3`` detects which one a downloaded file is. They run at 504 px here (the plan's
 size; the students were trained at 1008). ``edge`` is ``es-rv-m``, the deployment default.
 ``tiny`` keeps the tensor contract of the students at a fraction of the cost (tests, CI, the offline
-demo) and runs on transformers' prompt path.
+demo).
 """
 
 from efficient_sam3.config import (
@@ -14,6 +14,7 @@ from efficient_sam3.config import (
     DetrDecoderConfig,
     DetrEncoderConfig,
     EfficientSam3Config,
+    GeometryEncoderConfig,
     MemoryConfig,
     TextEncoderConfig,
 )
@@ -52,9 +53,12 @@ PRESETS: dict[str, EfficientSam3Config] = {
 }
 PRESETS["edge"] = EfficientSam3Config(preset="edge", backbone=PRESETS["es-rv-m"].backbone,
                                       text=PRESETS["es-rv-m"].text, prompt_path="original")
-# Tests, CI and the offline demo: same 504 px input, same 256-d FPN/memory, far fewer layers.
+# Tests, CI and the offline demo: same 504 px input, same 256-d FPN/memory, far fewer layers, and the
+# students' prompt path (so every export and runtime test carries the geometry token).
 PRESETS["tiny"] = EfficientSam3Config(
     preset="tiny",
+    prompt_path="original",
+    geometry_encoder=GeometryEncoderConfig(num_layers=1, intermediate_size=512),
     backbone=BackboneConfig(embed_dims=(16, 32, 64, 128), depths=(1, 1, 2, 1), trunk_channels=64),
     text=TextEncoderConfig(width=64, intermediate_size=256, num_layers=3, num_heads=4),
     detr_encoder=DetrEncoderConfig(num_layers=1, intermediate_size=512),

@@ -130,7 +130,6 @@ def test_text_encoder_matches_transformers_sam3_lite_text():
 def test_geometry_token_matches_transformers_geometry_encoder(teacher, monkeypatch):
     """Our text-prompt geometry path loads transformers' ``geometry_encoder.*`` and equals its CLS token
     (transformers' encoder called with no boxes, as SAM3's original code runs every text prompt)."""
-    import dataclasses
     from types import SimpleNamespace
 
     from transformers.models.sam3 import modeling_sam3
@@ -144,8 +143,7 @@ def test_geometry_token_matches_transformers_geometry_encoder(teacher, monkeypat
     monkeypatch.setattr(modeling_sam3, "torchvision", SimpleNamespace(ops=SimpleNamespace(roi_align=roi_align_of_no_boxes)),
                         raising=False)
 
-    base = dataclasses.replace(EfficientSam3Config.from_preset("tiny"), prompt_path="original")
-    student = convert_from_sam3(teacher, base).model.eval()
+    student = convert_from_sam3(teacher, EfficientSam3Config.from_preset("tiny"), prompt_path="original").model.eval()
     assert student.config.geometry_encoder.num_layers == 1
     trunk = torch.randn(2, 64, 36, 36, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
