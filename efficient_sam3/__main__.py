@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m efficient_sam3")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print the parameter table of a preset")
-    info.add_argument("--preset", default="edge", help="preset name (edge, tiny)")
+    info.add_argument("--preset", default="edge", help="preset name (edge, tiny, es-{rv,tv,ev}-{s,m,l})")
     args = parser.parse_args(argv)
 
     from efficient_sam3.model import EfficientSam3Model

@@ -13,10 +13,15 @@ code, in another environment.
 
 from __future__ import annotations
 
+import importlib.util
 import zlib
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
+
+FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures" / "original"
 
 # Tensors with at most this many elements are stored whole; larger ones as a fixed sample.
 FULL_STORE_LIMIT = 20_000
@@ -119,3 +124,11 @@ def assert_close_to(ours: dict[str, torch.Tensor], reference: dict, atol: float)
     failing = {name: diff for name, diff in differences.items() if not diff <= atol}
     assert not failing, f"outputs differ from the original code beyond {atol}: {failing}"
     return differences
+
+
+def fixture_script(name: str) -> ModuleType:
+    """``tests/fixtures/original/<name>.py``, loaded by path (the tests share its input recipe and names)."""
+    spec = importlib.util.spec_from_file_location(name, FIXTURE_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -14,10 +14,9 @@ import torch
 
 from efficient_sam3.backbone import fuse_for_deployment
 from efficient_sam3.convert import convert_from_efficientsam3, read_sam3_layout
-from original_parity import assert_close_to, seeded_image, seeded_weights
+from original_parity import FIXTURE_DIR, assert_close_to, seeded_image, seeded_weights
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "original"
-STUDENT_FIXTURES = sorted(FIXTURES.glob("efficientsam3_*.pt"))
+STUDENT_FIXTURES = sorted(FIXTURE_DIR.glob("efficientsam3_*.pt"))
 TOL = 1e-4
 
 
@@ -72,7 +71,7 @@ def converted(request, tmp_path_factory):
 
 
 def test_fixtures_exist():
-    assert STUDENT_FIXTURES, f"no original-code fixtures under {FIXTURES}"
+    assert STUDENT_FIXTURES, f"no original-code fixtures under {FIXTURE_DIR}"
 
 
 def test_conversion_detects_the_student(converted):

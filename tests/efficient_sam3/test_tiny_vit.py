@@ -2,8 +2,6 @@
 made by tests/fixtures/original/make_tiny_vit.py) at 1008 and 504 px, before and after BatchNorm folding,
 plus checkpoint loading and its ExecuTorch/XNNPACK lowering."""
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,24 +10,14 @@ from torch import nn
 from efficient_sam3.backbone import fuse_for_deployment
 from efficient_sam3.tiny_vit import (CHECKPOINT_PREFIX, TINY_VIT_VARIANTS, TinyVitBackbone,
                                      state_dict_from_checkpoint)
-from original_parity import assert_close_to, seeded_weights
+from original_parity import FIXTURE_DIR, assert_close_to, fixture_script, seeded_weights
 
 TOL = 1e-4
-FIXTURE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "original"
 SIZES = (1008, 504)
-# Ops that must run inside the XNNPACK delegate (substrings of edge-op names).
-HEAVY_OPS = ("convolution", "linear", "addmm", "matmul", "mm.", "bmm", "softmax")
 
 
-def _load_fixture_script():
-    """The fixture script, for its input recipe (``input_image``)."""
-    spec = importlib.util.spec_from_file_location("make_tiny_vit", FIXTURE_DIR / "make_tiny_vit.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-MAKE = _load_fixture_script()
+MAKE = fixture_script("make_tiny_vit")
 REFERENCE = torch.load(FIXTURE_DIR / "tiny_vit.pt", weights_only=True)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -113,7 +101,6 @@ def test_fused_backbone_lowers_whole_into_xnnpack():
     pixel_values = torch.randn(1, 3, 504, 504)
     edge = lower_to_xnnpack({"forward": torch.export.export(backbone, (pixel_values,))})
     outside = ops_outside_delegate(edge, "forward")
-    assert not [name for name in outside if any(op in name for op in HEAVY_OPS)], outside
     assert not outside, f"ops outside the XNNPACK delegate: {dict(outside)}"
     buffer = edge.to_executorch().buffer  # kept alive: the loaded program reads from it
     lowered = _load_for_executorch_from_buffer(buffer).run_method("forward", (pixel_values,))[0]

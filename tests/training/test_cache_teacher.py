@@ -13,33 +13,10 @@ from training.data.feature_cache import BYTES_PER_FRAME, cache_path, read_cache_
 from training.data.sav import VideoFrameReader, find_videos, load_annotation
 from training.synthetic import generate_dataset
 from training.synthetic_scene import SceneConfig
+from model_helpers import tiny_sam3_config
 from training.teacher import load_teacher
 
 SHORT = SceneConfig(min_frames=5, max_frames=11)  # 2-3 annotated frames per video
-
-
-def tiny_sam3_config():
-    from transformers import Sam3Config
-
-    return Sam3Config(
-        vision_config={
-            "backbone_config": {
-                "model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64,
-                "num_hidden_layers": 2, "num_attention_heads": 2, "patch_size": 14, "window_size": 6,
-                "global_attn_indexes": [1], "image_size": 1008, "pretrain_image_size": 56,
-            },
-            "fpn_hidden_size": 256,
-        },
-        text_config={
-            "vocab_size": 1000, "hidden_size": 32, "intermediate_size": 64, "projection_dim": 32,
-            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32,
-            "bos_token_id": 998, "eos_token_id": 999,
-        },
-        geometry_encoder_config={"num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        detr_encoder_config={"num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        detr_decoder_config={"num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "num_queries": 8},
-        mask_decoder_config={"num_attention_heads": 2},
-    )
 
 
 @pytest.fixture(scope="module")

@@ -9,34 +9,11 @@ give the same FPN level 3.
 import pytest
 import torch
 
+from model_helpers import tiny_sam3_config
 from training.teacher import load_teacher
 
 WINDOW = 6
 GRID_1008 = 72  # the rotary length SAM3 stores for a global block is its grid at 1008 px
-
-
-def tiny_sam3_config():
-    from transformers import Sam3Config
-
-    return Sam3Config(
-        vision_config={
-            "backbone_config": {
-                "model_type": "sam3_vit_model", "hidden_size": 64, "intermediate_size": 96,
-                "num_hidden_layers": 3, "num_attention_heads": 1, "patch_size": 14, "window_size": WINDOW,
-                "global_attn_indexes": [1], "image_size": 1008, "pretrain_image_size": 56,
-            },
-            "fpn_hidden_size": 256,
-        },
-        text_config={
-            "vocab_size": 1000, "hidden_size": 32, "intermediate_size": 64, "projection_dim": 32,
-            "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 32,
-            "bos_token_id": 998, "eos_token_id": 999,
-        },
-        geometry_encoder_config={"num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        detr_encoder_config={"num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        detr_decoder_config={"num_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "num_queries": 8},
-        mask_decoder_config={"num_attention_heads": 2},
-    )
 
 
 NECK_NAMES = {(0, "scale_layers.0"): "dconv_2x2_0", (0, "scale_layers.2"): "dconv_2x2_1",
@@ -85,7 +62,8 @@ def one_sam3_two_layouts(tmp_path_factory):
     from transformers import Sam3Model
 
     torch.manual_seed(0)
-    model = Sam3Model(tiny_sam3_config()).eval()
+    model = Sam3Model(tiny_sam3_config(hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                                       num_attention_heads=1)).eval()
     root = tmp_path_factory.mktemp("sam3")
     model.save_pretrained(root / "transformers")
     meta = meta_vision_layout(model)
