@@ -179,6 +179,8 @@ class PipelineConfig:
     video_grad_accum: int = 1
     video_degraded_fraction: float = 0.5
     context_frames: int = 8
+    # Absent phrases prompted per held-out video for the concept metrics (each adds a decode per frame).
+    eval_negative_prompts: int = 1
     show_progress: bool = True
 
     @classmethod

@@ -22,6 +22,10 @@ prediction onwards (``training.metrics.first_scored_frame``); an object empty in
 at every evaluated frame is not scored (listed under ``unscored``; the official evaluator stops with
 an AssertionError there). Overall J, F, J&F are means over all scored objects of all videos, 0-100.
 
+With runtime JSON predictions and ground truth that lists ``video_np_pairs`` (positive and negative
+phrases per video), SAM3's video concept metrics are reported too (cgF1, IL_MCC, positive micro-F1,
+pHOTA; ``training.concept_metrics``), under "concept" in ``--out``.
+
 ``--write-official-layout DIR`` writes the ground truth and the (matched) predictions as PNG folders
 ``DIR/gt`` and ``DIR/pred``, so ``python sav_evaluator.py --gt_root DIR/gt --pred_root DIR/pred``
 (sam2's ``sav_dataset``) reproduces the per-object numbers.
@@ -42,6 +46,8 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from runtime.sav_png import write_video_pngs
+from training.concept_io import evaluate_concepts
+from training.concept_metrics import ConceptResult
 from training.masklet_io import (
     Masklet,
     PredictionVideo,
@@ -347,14 +353,24 @@ def result_to_dict(result: EvalResult) -> dict:
     }
 
 
-def write_result_json(result: EvalResult, path: str | Path) -> None:
-    """Write ``result`` as JSON atomically (temp file in the same folder, then rename)."""
+def format_concept_line(concept: ConceptResult | None) -> str:
+    if concept is None:
+        return "concept metrics: not computed (the ground truth lists no video_np_pairs, so no negatives)"
+    return (f"concept metrics over {concept.num_pairs} (video, phrase) pairs ({concept.num_positive_pairs} positive): "
+            f"cgF1 {concept.cgf1:.1f}  IL_MCC {concept.il_mcc:.1f}  positive micro-F1 {concept.positive_micro_f1:.1f}  "
+            f"pHOTA {concept.phota:.1f}")
+
+
+def write_result_json(result: EvalResult, path: str | Path, concept: ConceptResult | None = None) -> None:
+    """Write ``result`` (and SAM3's concept metrics, when given, under "concept") as JSON atomically
+    (temp file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(result_to_dict(result), handle, indent=2)
+            json.dump({**result_to_dict(result), "concept": None if concept is None else concept.to_dict()}, handle,
+                      indent=2)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -390,9 +406,14 @@ def main(argv: list[str] | None = None) -> None:
             write_official_layout(result, args.gt_root, args.write_official_layout)
     except (ValueError, OSError) as err:
         parser.exit(2, f"error: {err}\n")
+    try:
+        concept = None if _is_png_layout(Path(args.pred)) else evaluate_concepts(args.pred, args.gt_root)
+    except (ValueError, OSError) as err:
+        parser.exit(2, f"error: {err}\n")
     print(format_table(result))
+    print(format_concept_line(concept))
     if args.out:
-        write_result_json(result, args.out)
+        write_result_json(result, args.out, concept)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,14 @@ scored from the first evaluated frame where it or its prediction is non-empty; o
 evaluated frame are left out). Matching per frame uses the ground
 truth's identities, so no tracking is scored. Scores are means over all objects of all videos (SA-V
 style), 0-100. ``j_degraded`` / ``j_clean`` split J by whether the synthetic data degraded the frame.
+
+Concept metrics (SAM3's, ``training.concept_metrics``; primary rule only): each video is also prompted
+with the phrases its ground truth lists as absent (``video_np_pairs`` with 0 masklets; the synthetic
+data lists the vocabulary's absent phrases). Per condition and prompt, the instances of the evaluated
+frames are linked into masklets by the runtime's tracker (``runtime.tracker``; a masklet's score is
+its mean instance score), and cgF1, IL_MCC, positive micro-F1 and pHOTA are computed over all
+(held-out video, phrase) pairs, positive and negative (``MemoryEvalResult.concept``). J&F scores only
+the positive prompts, as before. Prompts are decoded ``PROMPTS_PER_BATCH`` at a time.
 """
 
 from __future__ import annotations
@@ -37,25 +45,30 @@ import argparse
 import json
 import sys
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from efficient_sam3.outputs import TextFeatures, VisionFeatures
 from runtime.preprocess import preprocess_frame
+from runtime.tracker import TrackerConfig, TrackerState, update_tracks
 from training.batch import PromptTokenizer
 from training.config import DEFAULT_PROMPT
 from training.data.feature_cache import CacheFileError, cache_path, load_cached_features, read_cache_header
 from training.data.sav import SAVFormatError, VideoFrameReader, check_video_matches, find_videos, load_annotation
 from training.frame_dataset import read_degraded_frames
+from training.concept_metrics import ConceptMasklet, PhrasePair, concept_metrics
 from training.metrics import assign_predictions, evaluated_frames, score_video
 
 CONDITIONS = ("memory_off", "memory_on", "memory_on_student_features", "memory_on_other_video")
 DEFAULT_THRESHOLD = 0.5
+PROMPTS_PER_BATCH = 3  # prompts decoded together (x 4 conditions): the batch the eval used before negatives
 RULES = ("threshold", "top1")  # the first is the primary rule (SAM3's); "top1" is a labelled diagnostic
 
 
@@ -81,6 +94,9 @@ class MemoryEvalResult:
     num_frames: int  # evaluated frames over all videos
     threshold: float
     wall_time_s: float
+    # condition -> SAM3's concept metrics (training.concept_metrics.ConceptResult.to_dict() without per-pair
+    # rows), primary rule, over every (held-out video, phrase) pair: positive and negative prompts
+    concept: dict[str, dict] | None = None
 
     @property
     def conditions(self) -> dict[str, ConditionScore]:
@@ -97,11 +113,39 @@ class _VideoScores:
     f: dict[tuple[str, str], np.ndarray]
     j_frames: dict[tuple[str, str], np.ndarray]  # (rule, condition) -> [O, E] J per evaluated frame
     degraded: np.ndarray  # [E] bool
+    pairs: dict[str, list[PhrasePair]]  # condition -> one (video, phrase) pair per prompt, primary rule
+
+
+class _PromptTracks:
+    """One prompt's instances over the evaluated frames, linked into masklets by the runtime's tracker."""
+
+    def __init__(self) -> None:
+        self.state = TrackerState()
+        self.frames: list[dict[int, tuple[np.ndarray, float]]] = []  # per frame: obj_id -> (mask, score)
+
+    def add(self, masks: np.ndarray, scores: np.ndarray) -> None:
+        self.state, obj_ids = update_tracks(self.state, ["p"] * len(masks), list(masks), TrackerConfig())
+        self.frames.append({i: (m, float(s)) for i, m, s in zip(obj_ids, masks, scores)})
+
+
+def _rle_or_none(mask: np.ndarray) -> dict | None:
+    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8)) if mask.any() else None
+
+
+def _phrase_pair(video_id: str, prompt: str, gt: np.ndarray, objects: list[int], tracks: _PromptTracks) -> PhrasePair:
+    """gt [O, E, H, W] on the evaluated frames; a masklet's score is its mean instance score."""
+    ground_truth = tuple(ConceptMasklet(frames=tuple(_rle_or_none(m) for m in gt[o])) for o in objects
+                         if gt[o].any())  # an object absent at every evaluated frame is not there to find
+    obj_ids = sorted({i for frame in tracks.frames for i in frame})
+    predicted = tuple(ConceptMasklet(
+        frames=tuple(_rle_or_none(frame[i][0]) if i in frame else None for frame in tracks.frames),
+        score=float(np.mean([frame[i][1] for frame in tracks.frames if i in frame]))) for i in obj_ids)
+    return PhrasePair(video_id, prompt, gt.shape[1], ground_truth, predicted)
 
 
 def _instances(mask_logits: torch.Tensor, query_prob: torch.Tensor, presence_prob: torch.Tensor, threshold: float,
-               size: tuple[int, int], rule: str) -> np.ndarray:
-    """Masks of the predicted instances: bool [n, H, W] at the video size.
+               size: tuple[int, int], rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the predicted instances, bool [n, H, W] at the video size, and their scores [n].
 
     mask_logits [Q, h, w]; query_prob [Q]; presence_prob scalar tensor. "threshold": queries with
     query_prob * presence_prob > threshold. "top1": those, plus the best query whenever
@@ -112,9 +156,9 @@ def _instances(mask_logits: torch.Tensor, query_prob: torch.Tensor, presence_pro
     if rule == "top1" and presence_prob > threshold:
         keep[scores.argmax()] = True
     if not keep.any():
-        return np.zeros((0, *size), dtype=bool)
+        return np.zeros((0, *size), dtype=bool), np.zeros(0)
     upsampled = F.interpolate(mask_logits[keep][None], size=size, mode="bilinear", align_corners=False)[0]
-    return (upsampled > 0).cpu().numpy()  # [n, H, W]
+    return (upsampled > 0).cpu().numpy(), scores[keep].float().cpu().numpy()  # [n, H, W], [n]
 
 
 def _match(gt: np.ndarray, pred: np.ndarray) -> list[np.ndarray]:
@@ -122,7 +166,7 @@ def _match(gt: np.ndarray, pred: np.ndarray) -> list[np.ndarray]:
 
     gt bool [m, H, W]; pred bool [n, H, W]."""
     empty = np.zeros(gt.shape[1:], dtype=bool)
-    if pred.shape[0] == 0:
+    if pred.shape[0] == 0 or gt.shape[0] == 0:  # no instance, or a negative prompt (no object)
         return [empty] * gt.shape[0]
     gt_flat, pred_flat = gt.reshape(gt.shape[0], -1), pred.reshape(pred.shape[0], -1)
     inter = gt_flat.astype(np.float32) @ pred_flat.T.astype(np.float32)  # [m, n]
@@ -153,7 +197,7 @@ def _cached_features(cache_dir: Path, video_id: str, annotation) -> list[torch.T
 
 @torch.inference_mode()
 def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: PromptTokenizer, threshold: float,
-                    rules: tuple[str, ...], device: torch.device) -> _VideoScores:
+                    rules: tuple[str, ...], device: torch.device, max_negative_prompts: int | None) -> _VideoScores:
     """``control_files``: the video whose cached features make the other-video control (None: this
     video's own, reversed)."""
     annotation = load_annotation(files.json_path)
@@ -164,18 +208,22 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
     control = cached[::-1] if control_files is None else _cached_features(
         cache_dir, control_files.video_id, load_annotation(control_files.json_path))
     categories = list(annotation.categories or [DEFAULT_PROMPT] * annotation.num_objects)
-    prompts = sorted(set(categories))
+    negatives = sorted(set(annotation.negative_phrases) - set(categories))
+    if max_negative_prompts is not None and len(negatives) > max_negative_prompts:  # a fixed, per-video choice
+        offset = zlib.crc32(files.video_id.encode()) % len(negatives)
+        negatives = sorted((negatives * 2)[offset:offset + max_negative_prompts])
+    prompts = sorted(set(categories)) + negatives
     objects_of = {p: [o for o, c in enumerate(categories) if c == p] for p in prompts}
     all_slots = list(range(annotation.num_objects))
     gt = np.stack([annotation.decode_masks(k, all_slots) for k in range(num_frames)], axis=1)  # [O, K, H, W]
     size = (annotation.height, annotation.width)
     slots = model.config.memory.context_frames
-    num_prompts, num_conditions = len(prompts), len(CONDITIONS)
+    num_conditions = len(CONDITIONS)
     input_ids, attention_mask = tokenizer(prompts)
-    text = model.encode_text(input_ids.to(device), attention_mask.to(device))
-    text = TextFeatures(features=text.features.repeat(num_conditions, 1, 1), mask=text.mask.repeat(num_conditions, 1))
+    all_text = model.encode_text(input_ids.to(device), attention_mask.to(device))  # [prompts, L, C]
     keys = [(rule, condition) for rule in rules for condition in CONDITIONS]
     pred = {key: np.zeros_like(gt) for key in keys}
+    tracks = {(c, p): _PromptTracks() for c in CONDITIONS for p in prompts}  # primary rule, for concept metrics
     student: list[torch.Tensor] = []
     with VideoFrameReader(files.video_path, size) as reader:
         check_video_matches(reader, annotation)
@@ -183,26 +231,38 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
             pixels = torch.from_numpy(preprocess_frame(reader.read_frame(annotation.video_frame(k)),
                                                        model.config.image_size))[None].to(device)
             vision = model.encode_image(pixels)
-            if k in frames:
-                memories = [_memory(cached, k, slots), _memory(student, k, slots), _memory(control, k, slots)]
-                memories.insert(0, (torch.zeros_like(memories[0][0]), torch.zeros_like(memories[0][1])))
-                # batch rows: condition-major, prompt-minor -> [conditions * prompts, ...]
-                memory = torch.stack([m for m, _ in memories]).repeat_interleave(num_prompts, 0).to(device)
-                memory_mask = torch.stack([m for _, m in memories]).repeat_interleave(num_prompts, 0).to(device)
+            if k not in frames:
+                student.append(vision.memory_features[0])
+                continue
+            memories = [_memory(cached, k, slots), _memory(student, k, slots), _memory(control, k, slots)]
+            memories.insert(0, (torch.zeros_like(memories[0][0]), torch.zeros_like(memories[0][1])))
+            # Prompts in chunks: the decoder's attention memory grows with the batch (conditions x prompts).
+            for start in range(0, len(prompts), PROMPTS_PER_BATCH):
+                chunk = prompts[start:start + PROMPTS_PER_BATCH]
+                rows = num_conditions * len(chunk)
+                text = TextFeatures(  # batch rows: condition-major, prompt-minor -> [conditions * chunk, ...]
+                    features=all_text.features[start:start + len(chunk)].repeat(num_conditions, 1, 1),
+                    mask=all_text.mask[start:start + len(chunk)].repeat(num_conditions, 1))
+                memory = torch.stack([m for m, _ in memories]).repeat_interleave(len(chunk), 0).to(device)
+                memory_mask = torch.stack([m for _, m in memories]).repeat_interleave(len(chunk), 0).to(device)
                 batch_vision = VisionFeatures(fpn_hidden_states=tuple(
-                    level.expand(num_conditions * num_prompts, -1, -1, -1) for level in vision.fpn_hidden_states))
+                    level.expand(rows, -1, -1, -1) for level in vision.fpn_hidden_states))
                 out = model.forward_video(None, None, memory, memory_mask, vision=batch_vision, text=text)
                 query_prob, presence_prob = out.pred_logits.sigmoid(), out.presence_logits.sigmoid()  # [rows, Q/1]
                 for rule, condition in keys:
-                    for p, prompt in enumerate(prompts):
-                        row = CONDITIONS.index(condition) * num_prompts + p
-                        instances = _instances(out.pred_masks[row], query_prob[row], presence_prob[row, 0],
-                                               threshold, size, rule)
+                    for p, prompt in enumerate(chunk):
+                        row = CONDITIONS.index(condition) * len(chunk) + p
+                        instances, scores = _instances(out.pred_masks[row], query_prob[row], presence_prob[row, 0],
+                                                       threshold, size, rule)
+                        if rule == rules[0]:
+                            tracks[condition, prompt].add(instances, scores)
                         objs = objects_of[prompt]
                         for obj, mask in zip(objs, _match(gt[objs, k], instances)):
                             pred[rule, condition][obj, k] = mask
             student.append(vision.memory_features[0])
-    result = _VideoScores(j={}, f={}, j_frames={}, degraded=np.array([k in degraded for k in frames]))
+    result = _VideoScores(j={}, f={}, j_frames={}, degraded=np.array([k in degraded for k in frames]),
+                          pairs={c: [_phrase_pair(files.video_id, p, gt[:, frames], objects_of.get(p, []),
+                                                  tracks[c, p]) for p in prompts] for c in CONDITIONS})
     for key in keys:
         score = score_video(gt, pred[key])
         result.j[key], result.f[key] = score.j, score.f
@@ -214,11 +274,12 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
 
 def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshold: float = DEFAULT_THRESHOLD,
                     device: str = "cpu", annotation_type: str = "manual", show_progress: bool = True,
-                    rules: tuple[str, ...] = RULES) -> MemoryEvalResult:
+                    rules: tuple[str, ...] = RULES, max_negative_prompts: int | None = None) -> MemoryEvalResult:
     """Score ``model`` on every video under ``sav_root`` under the four memory conditions.
 
     ``rules``: which queries are instances (see ``_instances``), each scored from the same forward
-    passes; the first is the primary one.
+    passes; the first is the primary one. ``max_negative_prompts``: at most this many of a video's absent
+    phrases are prompted (a fixed choice per video; None: all) -- each costs a decode per evaluated frame.
 
     Bad videos (unreadable files, missing cache, fewer than 3 annotated frames) are skipped and listed.
     """
@@ -236,7 +297,7 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
         control_files = videos[(index + 1) % len(videos)] if len(videos) > 1 else None
         try:
             video = _evaluate_video(model, files, Path(cache_dir), control_files, tokenizer, threshold, tuple(rules),
-                                    device)
+                                    device, max_negative_prompts)
         except (SAVFormatError, CacheFileError, ValueError) as error:
             skipped[files.video_id] = str(error)
             continue
@@ -258,7 +319,13 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
                 jf=float(100 * np.mean((j + f) / 2)), j=float(100 * j.mean()), f=float(100 * f.mean()),
                 j_degraded=float(100 * j_degraded.mean()) if j_degraded.size else float("nan"),
                 j_clean=float(100 * j_clean.mean()) if j_clean.size else float("nan"))
+    concept = {}
+    for condition in CONDITIONS:
+        summary = concept_metrics([pair for video in scores for pair in video.pairs[condition]]).to_dict()
+        summary.pop("per_pair")
+        concept[condition] = summary
     return MemoryEvalResult(rules=tuple(rules), scores=results, per_video=per_video, skipped=skipped,
+                            concept=concept,
                             num_objects=sum(int(np.count_nonzero(~np.isnan(s.j[rules[0], CONDITIONS[0]])))
                                             for s in scores),
                             num_frames=sum(len(s.degraded) for s in scores), threshold=threshold,
@@ -271,6 +338,14 @@ def format_memory_table(result: MemoryEvalResult) -> str:
         for name, score in result.scores[rule].items():
             lines.append(f"{rule:<10} {name:<28} {score.jf:6.1f} {score.j:6.1f} {score.f:6.1f} "
                          f"{score.j_degraded:11.1f} {score.j_clean:8.1f}")
+    if result.concept:
+        lines.append(f"{'concept metrics (' + result.rules[0] + ')':<39} {'cgF1':>6} {'IL_MCC':>7} {'pmF1':>6} "
+                     f"{'pHOTA':>6}")
+        for name, c in result.concept.items():
+            lines.append(f"{name:<39} {c['cgf1']:6.1f} {c['il_mcc']:7.1f} {c['positive_micro_f1']:6.1f} "
+                         f"{c['phota']:6.1f}")
+        lines.append(f"(concept metrics over {next(iter(result.concept.values()))['num_pairs']} (video, phrase) "
+                     f"pairs, {next(iter(result.concept.values()))['num_positive_pairs']} positive)")
     lines.append(f"({len(result.per_video[result.rules[0]])} held-out videos, {result.num_objects} objects, "
                  f"{result.num_frames} "
                  f"evaluated frames; skipped {len(result.skipped)})")
@@ -286,13 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES), help="first = primary")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-negative-prompts", type=int, help="absent phrases prompted per video (default: all)")
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     args = parser.parse_args(argv)
     from efficient_sam3 import EfficientSam3Model
 
     model = EfficientSam3Model.from_pretrained(args.model)
     result = evaluate_memory(model, args.sav_root, args.cache_dir, args.threshold, args.device,
-                             rules=tuple(args.rules))
+                             rules=tuple(args.rules), max_negative_prompts=args.max_negative_prompts)
     print(format_memory_table(result))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

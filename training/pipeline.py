@@ -7,8 +7,9 @@
 4. video stage: the memory cross-attention on clips of the train split, the perceiver left at its
    initialisation (``training.video``, ``PipelineConfig.video_perceiver_lr_scale``);
 5. evaluation on the held-out split: J&F with memory off / on (cache) / on (student features) / on with
-   another video's memory (the control)
-   (``training.memory_eval``), printed as a table and written to ``summary.json``.
+   another video's memory (the control), and SAM3's concept metrics (cgF1, IL_MCC, positive micro-F1,
+   pHOTA) over positive and negative prompts (``training.memory_eval``), printed as a table and written
+   to ``summary.json``.
 
 Everything goes under one run folder (``--out``, default ``runs/pipeline-<timestamp>``).
 """
@@ -105,7 +106,8 @@ def run_default_pipeline(config: PipelineConfig) -> dict:
 
     mark = time.perf_counter()
     model = EfficientSam3Model.from_pretrained(video.final_model)
-    result = evaluate_memory(model, heldout_dir, cache_dir, device=config.device, show_progress=config.show_progress)
+    result = evaluate_memory(model, heldout_dir, cache_dir, device=config.device, show_progress=config.show_progress,
+                             max_negative_prompts=config.eval_negative_prompts)
     _write_json(out_dir / EVAL_FILE, result.to_dict())
     timings["evaluation_s"] = time.perf_counter() - mark
 
@@ -119,6 +121,12 @@ def run_default_pipeline(config: PipelineConfig) -> dict:
         # What memory adds through its content: true memory vs another video's (see training.memory_eval).
         "jf_gain_memory_content": scores["memory_on"].jf - scores["memory_on_other_video"].jf,
         "instance_rule": result.rules[0],
+        # SAM3's video concept metrics (0-100) over every (held-out video, phrase) pair, the synthetic
+        # vocabulary's absent phrases included as negative prompts (training.concept_metrics).
+        **{f"{metric}_{name}": result.concept[name][metric] for name in CONDITIONS
+           for metric in ("cgf1", "il_mcc", "positive_micro_f1", "phota")},
+        "concept_pairs": {"total": result.concept["memory_off"]["num_pairs"],
+                          "positive": result.concept["memory_off"]["num_positive_pairs"]},
         "jf_top1_diagnostic": {name: result.scores["top1"][name].jf for name in CONDITIONS},
         "scores": {rule: {name: vars(result.scores[rule][name]) for name in CONDITIONS} for rule in result.rules},
         "num_heldout_videos": len(next(iter(result.per_video.values()))),
@@ -156,6 +164,13 @@ def format_summary_table(summary: dict) -> str:
     lines = ["| held-out J&F (0-100, SA-V official) | SAM3 0.5 rule | top1 rule (diagnostic) |", "|---|---|---|"]
     lines += [f"| {name} | {value:.1f} | {top1_value:.1f} |" for name, value, top1_value in rows]
     lines.append(f"| gain, memory on - off | {summary['jf_gain_memory_on']:+.1f} |")
+    lines += ["", "| held-out concept metrics (0-100, SAM3's code) | cgF1 | IL_MCC | positive micro-F1 | pHOTA |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {name} | {summary['cgf1_' + key]:.1f} | {summary['il_mcc_' + key]:.1f} | "
+              f"{summary['positive_micro_f1_' + key]:.1f} | {summary['phota_' + key]:.1f} |"
+              for (name, *_), key in zip(rows, CONDITIONS)]
+    lines.append(f"| pairs (video, phrase) | {summary['concept_pairs']['total']} "
+                 f"({summary['concept_pairs']['positive']} positive) |")
     lines.append(f"| gain from memory content, memory on - control | {summary['jf_gain_memory_content']:+.1f} |")
     lines.append(f"| wall time | {summary['wall_time_s']:.0f} s |")
     return "\n".join(lines)

@@ -5,7 +5,9 @@
 Writes `DIR/train/sav_XXXXXX.{mp4,_manual.json}` and `DIR/val/...` (with `--val-fraction 0`
 everything goes to `DIR/`). Videos are 24 fps, non-square, 48-90 frames (never a multiple
 of 4); masks are annotated on every 4th frame like SA-V. Extra JSON fields, ignored by SA-V
-tools: `masklet_category` (text prompt per masklet, e.g. "red circle"),
+tools: `masklet_category` (text prompt per masklet, e.g. "red circle"), `video_np_pairs` (SA-Co/VEval's
+field: every phrase of the colour x shape vocabulary with its number of masklets, 0 for the
+negatives, i.e. phrases of no object in the video),
 `synthetic_degraded_frames` / `synthetic_degradation` (annotated indices whose video frame
 was blurred or had an object dropped out, and how) and `synthetic_seed`.
 Output is a function of (seed, video index) only.
@@ -159,6 +161,7 @@ def build_annotation(
     visible = areas[:, kept] > 0  # [K, M]
     frame_counts = visible.sum(axis=0)
     mean_areas = [float(areas[visible[:, column], slot].mean()) for column, slot in enumerate(kept)]
+    categories = [scene.objects[slot].category for slot in kept]
     return {
         "video_id": video_id,
         "video_duration": scene.num_frames / VIDEO_FPS,
@@ -181,6 +184,10 @@ def build_annotation(
         "masklet_stability_score": None,
         "masklet_num": len(kept),
         "masklet_category": [scene.objects[slot].category for slot in kept],
+        # SA-Co/VEval's field, per video: each phrase to prompt and its number of masklets; 0 = negative
+        # (a vocabulary phrase of no object in the scene).
+        "video_np_pairs": [{"noun_phrase": phrase, "num_masklets": categories.count(phrase)}
+                           for phrase in dict.fromkeys(categories + list(scene.absent_phrases))],
         "synthetic_degraded_frames": [degradation.annotated_idx for degradation in scene.degradations],
         "synthetic_degradation": [degradation.kind for degradation in scene.degradations],
         "synthetic_seed": video_seed,

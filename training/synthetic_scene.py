@@ -104,6 +104,13 @@ class Scene:
     background: np.ndarray  # uint8 [H, W, 3] RGB
     objects: tuple[ObjectTrack, ...]  # bottom to top (later objects occlude earlier ones)
     degradations: tuple[Degradation, ...]
+    vocabulary: tuple[str, ...] = ()  # every "colour shape" phrase the sampler could draw
+
+    @property
+    def absent_phrases(self) -> tuple[str, ...]:
+        """Vocabulary phrases no object of this scene has: the video's negative prompts."""
+        present = {track.category for track in self.objects}
+        return tuple(phrase for phrase in self.vocabulary if phrase not in present)
 
     @property
     def num_annotated_frames(self) -> int:
@@ -126,7 +133,13 @@ def sample_scene(rng: np.random.Generator, config: SceneConfig) -> Scene:
                 break
         objects.append(track)
     scene = Scene(width, height, num_frames, background, tuple(objects), ())
-    return Scene(width, height, num_frames, background, tuple(objects), _sample_degradations(rng, config, scene))
+    return Scene(width, height, num_frames, background, tuple(objects), _sample_degradations(rng, config, scene),
+                 vocabulary=scene_vocabulary(config))
+
+
+def scene_vocabulary(config: SceneConfig) -> tuple[str, ...]:
+    """All "colour shape" phrases of ``config``, colour-major."""
+    return tuple(f"{colour} {shape}" for colour in config.colours for shape in config.shapes)
 
 
 def _sample_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

@@ -2,18 +2,19 @@ import numpy as np
 import pytest
 import torch
 
-from training.memory_eval import _instances, _match, _memory
+from training.memory_eval import _instances, _match, _memory, _phrase_pair, _PromptTracks
 
 
 def test_instance_rules():
     logits = torch.full((3, 4, 4), -5.0)
     logits[1, :2, :2] = 5.0  # query 1: top-left quarter
     query_prob = torch.tensor([0.1, 0.3, 0.2])
-    strict = _instances(logits, query_prob, torch.tensor(0.9), 0.5, (8, 8), "threshold")
-    assert strict.shape == (0, 8, 8)  # no query reaches 0.5
-    top1 = _instances(logits, query_prob, torch.tensor(0.9), 0.5, (8, 8), "top1")
+    strict, strict_scores = _instances(logits, query_prob, torch.tensor(0.9), 0.5, (8, 8), "threshold")
+    assert strict.shape == (0, 8, 8) and strict_scores.shape == (0,)  # no query reaches 0.5
+    top1, top1_scores = _instances(logits, query_prob, torch.tensor(0.9), 0.5, (8, 8), "top1")
+    assert top1_scores == pytest.approx([0.27])
     assert top1.shape == (1, 8, 8) and top1[0, :4, :4].all() and not top1[0, 4:, :].any()
-    absent = _instances(logits, query_prob, torch.tensor(0.2), 0.5, (8, 8), "top1")
+    absent, _ = _instances(logits, query_prob, torch.tensor(0.2), 0.5, (8, 8), "top1")
     assert absent.shape == (0, 8, 8)  # concept judged absent: nothing
 
 
@@ -26,6 +27,7 @@ def test_match_assigns_best_iou_and_leaves_absent_objects_empty():
     matched = _match(gt, pred)
     assert np.array_equal(matched[0], pred[1]) and not matched[1].any()
     assert all(not m.any() for m in _match(gt, np.zeros((0, 6, 6), dtype=bool)))
+    assert _match(gt[:0], pred) == []  # a negative prompt: instances, but no object to match
 
 
 def test_memory_slots_hold_the_most_recent_frames_last():
@@ -45,3 +47,20 @@ def test_evaluate_memory_rejects_unknown_rules(tmp_path):
 
     with pytest.raises(ValueError, match="rules"):
         evaluate_memory(torch.nn.Linear(1, 1), tmp_path, tmp_path, rules=("best",))
+
+
+def test_instances_become_tracked_masklets_with_mean_scores():
+    gt = np.zeros((1, 3, 8, 8), dtype=bool)  # [O, E, H, W]
+    gt[0, :, 1:4, 1:4] = True
+    tracks = _PromptTracks()
+    for t, score in enumerate((0.6, 0.8, 0.7)):
+        masks = np.zeros((2, 8, 8), dtype=bool)
+        masks[0, 1:4, 1 + (t > 1):4] = True  # follows the object
+        masks[1, 6:, 6:] = t == 0  # a one-frame false positive
+        tracks.add(masks[: 2 if t == 0 else 1], np.array([score, 0.9])[: 2 if t == 0 else 1])
+    pair = _phrase_pair("v", "red circle", gt, [0], tracks)
+    assert len(pair.gt) == 1 and len(pair.pred) == 2 and pair.num_frames == 3
+    assert [m.score for m in pair.pred] == pytest.approx([0.7, 0.9])
+    assert [f is None for f in pair.pred[1].frames] == [False, True, True]
+    negative = _phrase_pair("v", "blue square", gt, [], _PromptTracks())
+    assert negative.gt == () and negative.pred == ()

@@ -60,3 +60,16 @@ def test_refuses_a_used_run_folder(pipeline_run):
     out_dir, _ = pipeline_run
     with pytest.raises(FileExistsError, match="not empty"):
         run_default_pipeline(PipelineConfig.smoke(out_dir))
+
+
+def test_summary_reports_concept_metrics_over_positive_and_negative_prompts(pipeline_run):
+    out_dir, summary = pipeline_run
+    on_disk = json.loads((out_dir / "summary.json").read_text())
+    for name in CONDITIONS:
+        for metric in ("cgf1", "il_mcc", "positive_micro_f1", "phota"):
+            value = on_disk[f"{metric}_{name}"]
+            assert value is None or -100 <= value <= 100  # pHOTA is None (NaN) when nothing is found or there
+    pairs = on_disk["concept_pairs"]
+    assert pairs["total"] > pairs["positive"] >= 1  # the synthetic videos list absent phrases: negatives
+    memory_eval = json.loads((out_dir / "memory_eval.json").read_text())
+    assert memory_eval["concept"]["memory_off"]["num_pairs"] == pairs["total"]

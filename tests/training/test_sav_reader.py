@@ -258,3 +258,23 @@ def test_eval_layout_rejects_unaligned_and_unreadable_masks(tmp_path):
     assert "00004.png" in str(error.value)
     with pytest.raises(SAVFormatError, match=f"frame is {height + 2}x{width}"):
         read_eval_masks(video, 0, height + 2, width)
+
+
+def test_video_np_pairs_are_optional_and_checked(tmp_path):
+    # SA-V's own files have no video_np_pairs: the reader works as before.
+    _, plain = write_sample(tmp_path / "plain")
+    annotation = load_annotation(plain)
+    assert annotation.video_np_pairs is None and annotation.negative_phrases == ()
+    pairs = [{"noun_phrase": "red square", "num_masklets": 1}, {"noun_phrase": "blue circle"},
+             {"noun_phrase": "green star", "num_masklets": 0}]
+    _, listed = write_sample(tmp_path / "listed", video_np_pairs=pairs)
+    annotation = load_annotation(listed)
+    assert annotation.video_np_pairs == (("red square", 1), ("blue circle", 1), ("green star", 0))
+    assert annotation.negative_phrases == ("green star",)
+    for bad, message in (([{"noun_phrase": "red square", "num_masklets": 2}], "says 2 masklets"),
+                         ([{"noun_phrase": "green star"}, {"noun_phrase": "green star"}], "twice"),
+                         ({"noun_phrase": "x"}, "must be a list"), ([{"num_masklets": 0}], "noun_phrase")):
+        _, path = write_sample(tmp_path / "bad", video_np_pairs=bad)
+        with pytest.raises(SAVFormatError, match=message) as error:
+            load_annotation(path)
+        assert str(path) in str(error.value)

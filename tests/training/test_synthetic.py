@@ -163,3 +163,17 @@ def test_rejects_bad_arguments(tmp_path):
         generate_dataset(tmp_path, 0, seed=0)
     with pytest.raises(ValueError):
         generate_dataset(tmp_path, 2, seed=0, val_fraction=1.0)
+
+
+def test_videos_list_absent_vocabulary_phrases_as_negatives(tmp_path):
+    config = SceneConfig(min_frames=25, max_frames=35, shapes=("circle", "square", "triangle"),
+                         colours=("red", "green", "blue"), max_objects=2)
+    generate_dataset(tmp_path, 3, seed=1, val_fraction=0.0, scene_config=config)
+    vocabulary = {f"{c} {s}" for c in config.colours for s in config.shapes}
+    for files in find_videos(tmp_path):
+        annotation = load_annotation(files.json_path)  # the reader checks counts against masklet_category
+        phrases = [phrase for phrase, _ in annotation.video_np_pairs]
+        assert set(phrases) == vocabulary and len(phrases) == 9
+        assert set(annotation.negative_phrases) == vocabulary - set(annotation.categories)
+        assert len(annotation.negative_phrases) >= 9 - 2
+        assert all(count == annotation.categories.count(p) for p, count in annotation.video_np_pairs)

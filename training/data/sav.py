@@ -50,6 +50,10 @@ class SAVAnnotation:
     `obj_ids[slot]` is the SA-V `masklet_id`; `first_appeared[slot]` an annotated index.
     `categories[slot]` is the text prompt (`masklet_category`, an extra field our
     synthetic data writes), or None when the file has no categories.
+    `video_np_pairs` lists the noun phrases prompted on this video with the number of masklets of
+    each (SA-Co/VEval's field of that name, per video: ``[{"noun_phrase", "num_masklets"}]``); a
+    phrase with 0 masklets is a negative (absent from the video). None when the file has no such
+    field (SA-V's own files).
     """
 
     json_path: Path
@@ -61,6 +65,12 @@ class SAVAnnotation:
     obj_ids: tuple[int, ...]
     first_appeared: tuple[int, ...]
     categories: tuple[str, ...] | None
+    video_np_pairs: tuple[tuple[str, int], ...] | None = None
+
+    @property
+    def negative_phrases(self) -> tuple[str, ...]:
+        """Listed phrases with no masklet in this video (empty without ``video_np_pairs``)."""
+        return tuple(phrase for phrase, count in self.video_np_pairs or () if count == 0)
 
     @property
     def num_annotated_frames(self) -> int:
@@ -195,6 +205,7 @@ def load_annotation(json_path: Path | str) -> SAVAnnotation:
         if not all(isinstance(category, str) for category in raw_categories):
             raise SAVFormatError(f"{path}: 'masklet_category' must hold strings")
         categories = tuple(raw_categories)
+    video_np_pairs = _video_np_pairs(data, categories, path) if "video_np_pairs" in data else None
     return SAVAnnotation(
         json_path=path,
         video_id=str(data["video_id"]),
@@ -205,7 +216,33 @@ def load_annotation(json_path: Path | str) -> SAVAnnotation:
         obj_ids=obj_ids,
         first_appeared=first_appeared_ids,
         categories=categories,
+        video_np_pairs=video_np_pairs,
     )
+
+
+def _video_np_pairs(data: dict, categories: tuple[str, ...] | None, path: Path) -> tuple[tuple[str, int], ...]:
+    """Validated ``video_np_pairs``: unique phrases; counts agree with ``masklet_category`` when present."""
+    entries = data["video_np_pairs"]
+    if not isinstance(entries, list):
+        raise SAVFormatError(f"{path}: 'video_np_pairs' must be a list of {{noun_phrase, num_masklets}}")
+    pairs = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("noun_phrase"), str):
+            raise SAVFormatError(f"{path}: video_np_pairs[{index}] needs a string 'noun_phrase'")
+        phrase = entry["noun_phrase"]
+        expected = None if categories is None else categories.count(phrase)
+        raw_count = entry.get("num_masklets", expected)
+        if raw_count is None:
+            raise SAVFormatError(f"{path}: video_np_pairs[{index}] needs 'num_masklets' (no masklet_category)")
+        count = _as_int(raw_count, "num_masklets", path)
+        if expected is not None and count != expected:
+            raise SAVFormatError(f"{path}: video_np_pairs[{index}] says {count} masklets of {phrase!r}, "
+                                 f"masklet_category has {expected}")
+        pairs.append((phrase, count))
+    phrases = [phrase for phrase, _ in pairs]
+    if len(set(phrases)) != len(phrases):
+        raise SAVFormatError(f"{path}: 'video_np_pairs' lists a noun phrase twice")
+    return tuple(pairs)
 
 
 def _validate_masklet(
