@@ -177,15 +177,21 @@ def read_sam3_layout(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as error:  # torch raises several types for a corrupt or foreign file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{path}: not a readable torch checkpoint ({reason[:160]})") from None
+    return detector_state(checkpoint, path)
+
+
+def detector_state(checkpoint, source: str | Path) -> dict[str, torch.Tensor]:
+    """A loaded checkpoint in Meta's sam3 layout -> its detector state dict (``detector.`` stripped,
+    float32); ``source`` names it in errors."""
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         checkpoint = checkpoint["model"]
     if not isinstance(checkpoint, dict) or not checkpoint or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise ValueError(f"{path}: not a state dict (expected tensors by name, or {{'model': state_dict}})")
+        raise ValueError(f"{source}: not a state dict (expected tensors by name, or {{'model': state_dict}})")
     from efficient_sam3.sam3_layout import strip_detector
 
     state = strip_detector(checkpoint)
     if not state:
-        raise ValueError(f"{path}: no detector keys (only {sorted(checkpoint)[:3]}...)")
+        raise ValueError(f"{source}: no detector keys (only {sorted(checkpoint)[:3]}...)")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
@@ -283,12 +289,16 @@ def _named_backbones():
 
 
 def convert_from_efficientsam3(path: str | Path, image_size: int = 504) -> ConversionReport:
-    """A public EfficientSAM3 student in Meta's layout -> our model (prompt path "original")."""
+    """A public EfficientSAM3 student file in Meta's layout -> our model (prompt path "original")."""
+    return convert_efficientsam3_state(read_sam3_layout(path), Path(path), image_size)
+
+
+def convert_efficientsam3_state(state: dict[str, torch.Tensor], path: Path,
+                                image_size: int = 504) -> ConversionReport:
+    """The detector state dict of a student (``detector_state``) -> our model; ``path`` names it in errors."""
     from efficient_sam3.presets import PRESETS
     from efficient_sam3.sam3_layout import STUDENT_BACKBONE_PREFIX, STUDENT_HEAD_PREFIX, TEXT_PREFIX, rename_heads, rename_mobileclip
 
-    path = Path(path)
-    state = read_sam3_layout(path)
     backbone, backbone_state, backbone_name = _student_backbone(state, path)
     text, text_name = _mobileclip_config(state, path)
     config = EfficientSam3Config(preset="custom", image_size=image_size, backbone=backbone, text=text,
