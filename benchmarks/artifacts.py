@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RANDOM_SEED = 0
+EXPORT_LABELS = ("onnx", "executorch_fp32", "executorch_int8")
 SKIPPED_EXPORT = ("--quick: exporting takes minutes (XNNPACK lowering alone ~3 min for tiny on 2 busy cores); "
                   "pass --work-dir of an earlier full run to reuse its exports")
 
@@ -73,13 +74,14 @@ def save_random_checkpoint(preset: str, directory: Path) -> Path:
 
 def prepare_artifacts(preset: str, checkpoint: Path | None, directory: Path, prompt: str,
                       calibration_videos: Path | None, calibration_frames: int | None,
-                      export_missing: bool = True) -> Artifacts:
+                      export_missing: bool = True, exports: tuple[str, ...] = EXPORT_LABELS) -> Artifacts:
     """Checkpoint (given or random) + its three exports under ``directory``.
 
     An export already in ``directory`` whose metadata names this checkpoint's sha256 is reused (the random
     checkpoint is deterministic, so a kept ``--work-dir`` skips exporting next time). A missing one is
     exported unless ``export_missing`` is False (``--quick``: lowering takes minutes), then its rows are
-    skipped. The int8 export calibrates on ``calibration_videos`` (``calibration_frames`` frames; None: the
+    skipped. ``exports``: which of EXPORT_LABELS to make (the others stay None, with no reason). The
+    int8 export calibrates on ``calibration_videos`` (``calibration_frames`` frames; None: the
     exporter's default).
     """
     directory.mkdir(parents=True, exist_ok=True)
@@ -89,17 +91,22 @@ def prepare_artifacts(preset: str, checkpoint: Path | None, directory: Path, pro
     checkpoint = Path(checkpoint)
     artifacts = Artifacts(checkpoint=checkpoint, random_weights=random_weights)
     sha = _weights_sha256(checkpoint)
-    exports = (("onnx", "onnx_dir", "onnx_reason", directory / "onnx", directory / "onnx" / "metadata.json",
-                lambda: export_onnx(checkpoint, directory / "onnx", prompt)),
-               ("executorch_fp32", "pte_fp32", "pte_fp32_reason", directory / "model_fp32.pte",
-                directory / "model_fp32.pte.json",
-                lambda: export_executorch(checkpoint, directory / "model_fp32.pte", prompt, quantize=False)),
-               ("executorch_int8", "pte_int8", "pte_int8_reason", directory / "model_int8.pte",
-                directory / "model_int8.pte.json",
-                lambda: export_executorch(checkpoint, directory / "model_int8.pte", prompt, quantize=True,
-                                          calibration_videos=calibration_videos,
-                                          calibration_frames=calibration_frames)))
-    for label, path_attr, reason_attr, target, metadata, make in exports:
+    candidates = (("onnx", "onnx_dir", "onnx_reason", directory / "onnx", directory / "onnx" / "metadata.json",
+                   lambda: export_onnx(checkpoint, directory / "onnx", prompt)),
+                  ("executorch_fp32", "pte_fp32", "pte_fp32_reason", directory / "model_fp32.pte",
+                   directory / "model_fp32.pte.json",
+                   lambda: export_executorch(checkpoint, directory / "model_fp32.pte", prompt, quantize=False)),
+                  ("executorch_int8", "pte_int8", "pte_int8_reason", directory / "model_int8.pte",
+                   directory / "model_int8.pte.json",
+                   lambda: export_executorch(checkpoint, directory / "model_int8.pte", prompt, quantize=True,
+                                             calibration_videos=calibration_videos,
+                                             calibration_frames=calibration_frames)))
+    unknown = set(exports) - set(EXPORT_LABELS)
+    if unknown:
+        raise ValueError(f"unknown exports {sorted(unknown)}; choose from {EXPORT_LABELS}")
+    for label, path_attr, reason_attr, target, metadata, make in candidates:
+        if label not in exports:
+            continue
         if _export_matches(metadata, sha):
             setattr(artifacts, path_attr, target)
             artifacts.export_notes[label] = f"reused {target} (same checkpoint sha256)"

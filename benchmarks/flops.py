@@ -119,9 +119,9 @@ def _piece_table(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
     return list(FRAME_PIECES) + extra
 
 
-def piece_breakdown(model: EfficientSam3Model, frames: int, prompt: str = "red circle") -> FlopsBreakdown:
-    """FLOPs and median eager ms of every piece of one streaming step with a full memory."""
-    model = model.eval().requires_grad_(False)  # FlopCounterMode's module tracker needs no grad-requiring params
+def _streaming_step(model: EfficientSam3Model, prompt: str):
+    """(step(pixel_values), two random frames, the prompt's (input_ids, attention_mask)): one streaming
+    step is ``encode_image`` + ``forward_video`` with all T memory slots valid and precomputed text."""
     config = model.config
     generator = torch.Generator().manual_seed(0)
     pixels = [torch.randn(1, 3, config.image_size, config.image_size, generator=generator) for _ in range(2)]
@@ -137,6 +137,31 @@ def piece_breakdown(model: EfficientSam3Model, frames: int, prompt: str = "red c
         vision: VisionFeatures = model.encode_image(pixel_values)
         model.forward_video(None, None, memory, memory_mask, vision=vision, text=text)
 
+    return step, pixels, (input_ids, attention_mask)
+
+
+def frame_gflops(model: EfficientSam3Model, prompt: str = "red circle") -> float:
+    """GFLOP of one streaming step (the per-frame work of the exported encode_frame + decode)."""
+    model = model.eval().requires_grad_(False)
+    step, pixels, _ = _streaming_step(model, prompt)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        step(pixels[0])
+    return counter.get_total_flops() / 1e9
+
+
+def module_gflops(module: nn.Module, *inputs: torch.Tensor) -> float:
+    """GFLOP of one call of ``module(*inputs)``."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module(*inputs)
+    return counter.get_total_flops() / 1e9
+
+
+def piece_breakdown(model: EfficientSam3Model, frames: int, prompt: str = "red circle") -> FlopsBreakdown:
+    """FLOPs and median eager ms of every piece of one streaming step with a full memory."""
+    model = model.eval().requires_grad_(False)  # FlopCounterMode's module tracker needs no grad-requiring params
+    step, pixels, (input_ids, attention_mask) = _streaming_step(model, prompt)
     recorder = _PieceRecorder(model)
     try:
         with torch.no_grad():

@@ -2,13 +2,17 @@
 
     python -m benchmarks.run [--quick] [--preset edge|tiny] [--out-dir benchmarks/results]
                              [--checkpoint DIR] [--work-dir DIR] [--threads N]
+                             [--students all|none|es-rv-m,es-tv-s,...] [--students-only]
 
 Without ``--checkpoint`` the preset is built with random weights (seed 0): speed does not depend on
 weight values. The checkpoint is exported with export/ (ONNX, ExecuTorch fp32, ExecuTorch int8) into the
 work folder (exports already there for the same checkpoint are reused). ``--quick`` times fewer frames
 and skips the exports (unless reusable), the anchors, all but the torch runtime session and the SAM3
-teacher; it is the CI smoke run (tiny preset, under 3 minutes on 2 cores). Sections:
-latency, memory_path, flops, memory, training (see each module's docstring for what is timed).
+teacher; it is the CI smoke run (tiny preset, under 3 minutes on 2 cores), and it skips the students
+and times the geometry token in eager only. Sections: latency, memory_path, flops, memory, training,
+geometry_token, students (see each module's docstring for what is timed; benchmarks/students.py for the
+last two). The students run first after the synthetic data, so a failing student export fails the run
+before the long rows; ``--students-only`` runs just geometry_token and students.
 """
 
 from __future__ import annotations
@@ -26,11 +30,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.anchors import ANCHORS, unavailable_reason
-from benchmarks.artifacts import Artifacts, missing_status, prepare_artifacts
+from benchmarks.artifacts import Artifacts, missing_status, prepare_artifacts, save_random_checkpoint
 from benchmarks.latency import LatencyStats, TimingPlan
 from benchmarks.memory import WorkerError, WorkerResult, WorkerSpec, run_in_subprocess
 from benchmarks.report import Section, build_result, machine_info, render_markdown, write_results
 from benchmarks.sections import flops_sections, latency_section, memory_section, section_failed, training_section
+from benchmarks.students import (
+    STUDENTS,
+    StudentBenchmarkError,
+    geometry_token_section,
+    parse_students,
+    students_section,
+)
 from benchmarks.training_side import write_synthetic
 
 FULL_PLAN = TimingPlan(warmup=3, frames=20, slow_frames=3)
@@ -47,6 +58,8 @@ class BenchConfig:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     prompt: str = "red circle"
     worker_timeout_s: float = 3600.0
+    students: tuple[str, ...] = STUDENTS  # es-* presets of the students section
+    students_only: bool = False  # only the geometry_token and students sections
 
     @property
     def plan(self) -> TimingPlan:
@@ -139,6 +152,42 @@ def _stage(name: str, stage_s: dict[str, float]):
         stage_s[name] = time.perf_counter() - started
 
 
+def _main_sections(config: BenchConfig, work_dir: Path, sav_root: Path | None, sav_reason: str | None,
+                   num_videos: int, stage_s: dict[str, float]) -> tuple[list[Section], Artifacts]:
+    """The run preset's exports, backends, anchors and the sections built on them."""
+    with _stage("export", stage_s):
+        artifacts = prepare_artifacts(config.preset, config.checkpoint, work_dir / "artifacts", config.prompt,
+                                      calibration_videos=sav_root,
+                                      calibration_frames=None, export_missing=not config.quick)
+    with _stage("backends and anchors", stage_s):
+        measured = measure_backends(config, artifacts)
+    sections: list[Section] = []
+    try:
+        sections.append(latency_section(measured, config.threads))
+    except Exception as err:  # noqa: BLE001
+        sections.append(section_failed("latency", "Streaming per-frame latency", err))
+    import torch
+
+    torch.set_num_threads(config.threads)
+    with _stage("memory path and flops", stage_s):
+        try:
+            sections += flops_sections(artifacts.checkpoint, measured, config.plan, config.prompt, config.quick)
+        except Exception as err:  # noqa: BLE001 - reported as an unavailable section
+            sections += [section_failed("memory_path", "Cost of the memory path", err),
+                         section_failed("flops", "FLOPs per frame", err)]
+    try:
+        sections.append(memory_section(measured, artifacts))
+    except Exception as err:  # noqa: BLE001
+        sections.append(section_failed("memory", "Peak resident memory", err))
+    with _stage("training side", stage_s):
+        try:
+            sections.append(training_section(artifacts.checkpoint, sav_root, sav_reason, num_videos,
+                                             work_dir / "training", config.quick))
+        except Exception as err:  # noqa: BLE001
+            sections.append(section_failed("training", "Training side", err))
+    return sections, artifacts
+
+
 def run_benchmarks(config: BenchConfig) -> tuple[dict, str, Path, Path]:
     """Run every section; returns (result dict, markdown, json path, markdown path)."""
     started = time.perf_counter()
@@ -154,42 +203,28 @@ def run_benchmarks(config: BenchConfig) -> tuple[dict, str, Path, Path]:
                 sav_root = write_synthetic(work_dir / "sav", num_videos, video_frames)
             except Exception as err:  # noqa: BLE001 - the rows that need the data say so
                 sav_reason = f"synthetic data failed: {type(err).__name__}: {err}"
-        with _stage("export", stage_s):
-            artifacts = prepare_artifacts(config.preset, config.checkpoint, work_dir / "artifacts", config.prompt,
-                                          calibration_videos=sav_root,
-                                          calibration_frames=None, export_missing=not config.quick)
-        with _stage("backends and anchors", stage_s):
-            measured = measure_backends(config, artifacts)
+        with _stage("geometry token", stage_s):
+            checkpoint = config.checkpoint or save_random_checkpoint(config.preset, work_dir / "artifacts"
+                                                                     / f"{config.preset}-random")
+            geometry, geometry_ms = geometry_token_section(checkpoint, config.threads, config.plan, config.prompt,
+                                                           config.quick)
+        with _stage("students", stage_s):
+            students = students_section(config.students, work_dir / "students", sav_root, config.threads,
+                                        config.plan, config.prompt, config.worker_timeout_s, geometry_ms,
+                                        skip_reason="--quick (each student's exports take minutes)"
+                                        if config.quick else None)
         sections: list[Section] = []
-        try:
-            sections.append(latency_section(measured, config.threads))
-        except Exception as err:  # noqa: BLE001
-            sections.append(section_failed("latency", "Streaming per-frame latency", err))
-        import torch
-
-        torch.set_num_threads(config.threads)
-        with _stage("memory path and flops", stage_s):
-            try:
-                sections += flops_sections(artifacts.checkpoint, measured, config.plan, config.prompt, config.quick)
-            except Exception as err:  # noqa: BLE001 - reported as an unavailable section
-                sections += [section_failed("memory_path", "Cost of the memory path", err),
-                             section_failed("flops", "FLOPs per frame", err)]
-        try:
-            sections.append(memory_section(measured, artifacts))
-        except Exception as err:  # noqa: BLE001
-            sections.append(section_failed("memory", "Peak resident memory", err))
-        with _stage("training side", stage_s):
-            try:
-                sections.append(training_section(artifacts.checkpoint, sav_root, sav_reason, num_videos,
-                                                 work_dir / "training", config.quick))
-            except Exception as err:  # noqa: BLE001
-                sections.append(section_failed("training", "Training side", err))
+        artifacts = None
+        if not config.students_only:
+            sections, artifacts = _main_sections(config, work_dir, sav_root, sav_reason, num_videos, stage_s)
+        sections += [geometry, students]
     finally:
         if config.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
     run_config = {"preset": config.preset, "quick": config.quick, "checkpoint": str(config.checkpoint or "random"),
                   "threads": config.threads, "prompt": config.prompt, "plan": config.plan.__dict__,
-                  "artifacts": artifacts.describe(), "stage_s": stage_s}
+                  "artifacts": artifacts.describe() if artifacts else None, "stage_s": stage_s,
+                  "students": list(config.students), "students_only": config.students_only}
     host = socket.gethostname()
     result = build_result(sections, machine, run_config, created, host, time.perf_counter() - started)
     markdown = render_markdown(result, sections)
@@ -199,22 +234,40 @@ def run_benchmarks(config: BenchConfig) -> tuple[dict, str, Path, Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: few frames, no anchors")
+    parser.add_argument("--quick", action="store_true", help="CI smoke run: few frames, no anchors, no students")
     parser.add_argument("--preset", default="edge", choices=["edge", "tiny"])
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--checkpoint", type=Path, help="benchmark this checkpoint instead of random weights")
     parser.add_argument("--work-dir", type=Path, help="keep exports and synthetic data here (default: temporary)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads per backend")
+    parser.add_argument("--students", default="all",
+                        help=f"students section: all (default), none, or a comma list of {','.join(STUDENTS)}")
+    parser.add_argument("--students-only", action="store_true",
+                        help="run only the geometry_token and students sections")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads < 1:
-        raise SystemExit("--threads must be >= 1")
+        print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    try:
+        students = parse_students(args.students)
+    except ValueError as err:
+        print(f"error: --students: {err}", file=sys.stderr)
+        return 2
+    if args.students_only and not students:
+        print("error: --students-only needs at least one student (--students none selects none)", file=sys.stderr)
+        return 2
     config = BenchConfig(preset=args.preset, quick=args.quick, out_dir=args.out_dir, checkpoint=args.checkpoint,
-                         work_dir=args.work_dir, threads=args.threads)
-    _, markdown, json_path, md_path = run_benchmarks(config)
+                         work_dir=args.work_dir, threads=args.threads, students=students,
+                         students_only=args.students_only)
+    try:
+        _, markdown, json_path, md_path = run_benchmarks(config)
+    except StudentBenchmarkError as err:
+        print(f"error: students section: {err}".replace("\n", " "), file=sys.stderr)
+        return 1
     print(markdown)
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -10,7 +10,8 @@ XNNPACK-friendly rewrites and ``to_edge_transform_and_lower(..., XnnpackPartitio
 
 Before anything is moved into place, the new program is checked against the eager model
 (export.parity); on a mismatch nothing is written and the command exits 1. The ops left outside the
-XNNPACK delegate are printed per method.
+XNNPACK delegate are printed per method; a conv, linear, matmul or softmax among them is an error
+(export.lowering.check_delegation) and nothing is written.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from efficient_sam3 import EfficientSam3Model
 from export.config import DEFAULT_CALIBRATION_FRAMES, DEFAULT_PARITY_FRAMES, ExecutorchExportConfig, tolerance_for
 from export.frames import read_frames, to_pixel_values
 from export.fuse import deployment_model
-from export.lowering import count_delegates, lower_to_xnnpack, ops_outside_delegate
+from export.lowering import DelegationError, check_delegation, count_delegates, lower_to_xnnpack, ops_outside_delegate
 from export.metadata import build_metadata, checkpoint_sha256, metadata_path, prompt_records, write_json_atomic
 from export.parity import ParityError, ParityReport, check_parity
 from export.progress import StageTimer
@@ -94,6 +95,7 @@ def export_executorch(config: ExecutorchExportConfig) -> ExportResult:
     for name in METHOD_NAMES:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(outside[name].items())) or "none"
         print(f"[export.executorch] {name}: {delegates[name]} XNNPACK calls; outside the delegate: {ops}")
+    check_delegation(edge, METHOD_NAMES)  # before serialising: nothing is written
     with timer.stage("serialise"):
         buffer = edge.to_executorch().buffer
 
@@ -142,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         export_executorch(config)
     except ParityError as err:
         print(f"error: exported program does not match the model; nothing written\n{err}", file=sys.stderr)
+        return 1
+    except DelegationError as err:
+        print(f"error: {err}; nothing written", file=sys.stderr)
         return 1
     return 0
 

@@ -36,6 +36,9 @@ aten = torch.ops.aten
 SIGN_SCALE = 1.0e30
 # Edge-dialect call targets that are not work: delegate calls and tuple indexing.
 _BOOKKEEPING = ("executorch_call_delegate", "getitem")
+# Edge ops that carry the work (issue #13: none of them may run outside the XNNPACK delegate, where
+# each would be a slow portable kernel).
+WORK_OPS = frozenset({"convolution", "linear", "mm", "addmm", "bmm", "matmul", "_softmax", "softmax"})
 
 
 def _row_mean(x: torch.Tensor) -> torch.Tensor:
@@ -175,6 +178,26 @@ def ops_outside_delegate(edge_manager, method: str) -> Counter:
             continue
         names[name] += 1
     return names
+
+
+def work_ops_outside_delegate(edge_manager, method: str) -> Counter:
+    """The subset of ``ops_outside_delegate`` that is WORK_OPS (conv, linear, matmul, softmax)."""
+    return Counter({name: count for name, count in ops_outside_delegate(edge_manager, method).items()
+                    if name.split(".")[1] in WORK_OPS})
+
+
+class DelegationError(RuntimeError):
+    """Work ops (WORK_OPS) were left outside the XNNPACK delegate."""
+
+
+def check_delegation(edge_manager, methods) -> None:
+    """Raise DelegationError naming every method with a conv / linear / matmul / softmax outside XNNPACK."""
+    left = {method: work_ops_outside_delegate(edge_manager, method) for method in methods}
+    left = {method: ops for method, ops in left.items() if ops}
+    if left:
+        listed = "; ".join(f"{method}: " + ", ".join(f"{op} x{n}" for op, n in sorted(ops.items()))
+                           for method, ops in left.items())
+        raise DelegationError(f"work ops outside the XNNPACK delegate ({listed})")
 
 
 def count_delegates(edge_manager, method: str) -> int:

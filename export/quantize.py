@@ -50,9 +50,17 @@ def _is_float(node: torch.fx.Node) -> bool:
     return isinstance(value, torch.Tensor) and value.dtype.is_floating_point
 
 
+_PAD_OPS = (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)
+# Ops that only reshape or reorder values: the quantizer shares their input's int8 parameters, so a pad
+# after them still pads an int8 tensor (TinyViT: conv -> flatten -> transpose -> view -> window pad).
+_SHAPE_OPS = (torch.ops.aten.view.default, torch.ops.aten.reshape.default, torch.ops.aten.flatten.using_ints,
+              torch.ops.aten.transpose.int, torch.ops.aten.permute.default, torch.ops.aten.unsqueeze.default,
+              torch.ops.aten.squeeze.dim, torch.ops.aten.contiguous.default)
+
+
 def _feeds_pad(node: torch.fx.Node) -> bool:
-    return any(user.target in (torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default)
-               for user in node.users)
+    """Whether ``node``'s output reaches a pad directly or through shape-only ops."""
+    return any(user.target in _PAD_OPS or (user.target in _SHAPE_OPS and _feeds_pad(user)) for user in node.users)
 
 
 def build_quantizer(graph: torch.fx.Graph):
@@ -72,7 +80,7 @@ def build_quantizer(graph: torch.fx.Graph):
             return True
         # XNNPACK (executorch 1.5.1) fails to compile a constant pad of an int8 tensor
         # ("Failed to create StaticConstantPad ... xnn_status_invalid_parameter"), so an op whose
-        # output is padded (the DETR decoder's query positions) stays fp32.
+        # output is padded (the DETR decoder's query positions, TinyViT's window padding) stays fp32.
         return node in dependent and _is_float(node) and not _feeds_pad(node)
 
     quantizer.set_filter_function(quantize_node)

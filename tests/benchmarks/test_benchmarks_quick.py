@@ -17,8 +17,9 @@ from benchmarks.latency import TimingPlan, time_steps
 from benchmarks.memory import WorkerError, WorkerSpec, run_in_subprocess
 from benchmarks.report import Column, Row, Section, render_section
 from benchmarks.run import main
+from benchmarks.students import STUDENTS, parse_students
 
-SECTIONS = {"latency", "memory_path", "flops", "memory", "training"}
+SECTIONS = {"latency", "memory_path", "flops", "memory", "training", "geometry_token", "students"}
 OUR_ROWS = ["PyTorch eager", "PyTorch eager, fused (deployment form)", "ONNX Runtime", "ExecuTorch fp32",
             "ExecuTorch int8"]
 
@@ -113,6 +114,53 @@ def test_memory_and_training_sections(quick_run):
     assert training["teacher caching: SAM3 vision tower @504 (1 video)"]["status"] == "skipped"
 
 
+def test_geometry_token_is_timed_and_students_are_skipped_under_quick(quick_run):
+    result, _, _ = quick_run
+    geometry = _rows(result, "geometry_token")
+    with_token = geometry["decode with the geometry token (eager)"]["metrics"]["ms"]
+    alone = geometry["geometry encoder alone (eager)"]["metrics"]
+    assert 0 < alone["ms"] < with_token and alone["gflops"] > 0
+    assert geometry["decode without it (eager)"]["status"] == "ok"
+    assert geometry["geometry encoder alone (ExecuTorch fp32)"]["status"] == "skipped"
+    students = result["sections"]["students"]["rows"]
+    assert [row["status"] for row in students] == ["skipped"] and "--quick" in students[0]["reason"]
+    assert result["config"]["students"] == list(STUDENTS)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--students", "es-rv-m,es-xx-s"], "error: --students: unknown student es-xx-s"),
+    (["--threads", "0"], "error: --threads must be >= 1"),
+    (["--students", "none", "--students-only"], "error: --students-only needs at least one student"),
+])
+def test_bad_arguments_fail_with_one_error_line(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message), err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_failing_student_export_fails_the_section(monkeypatch, tmp_path):
+    """Student rows are our own code: a failed export raises, it never becomes an "unavailable" row."""
+    from benchmarks import students
+    from benchmarks.artifacts import Artifacts
+
+    def failed_export(preset, checkpoint, directory, *args, **kwargs):
+        return Artifacts(checkpoint=directory, random_weights=True, pte_fp32=directory / "model_fp32.pte",
+                         pte_int8_reason="export failed: RuntimeError: boom")
+
+    monkeypatch.setattr(students, "prepare_artifacts", failed_export)
+    with pytest.raises(students.StudentBenchmarkError, match="es-tv-s ExecuTorch int8: export failed"):
+        students.students_section(("es-tv-s",), tmp_path, None, 1, TimingPlan(warmup=1, frames=1), "red circle",
+                                  60.0, None)
+
+
+def test_parse_students():
+    assert parse_students("all") == STUDENTS and len(STUDENTS) == 9 and parse_students("none") == ()
+    assert parse_students("es-tv-s, es-rv-m") == ("es-tv-s", "es-rv-m")
+    with pytest.raises(ValueError, match="unknown student"):
+        parse_students("")
+
+
 def test_markdown_shows_every_section_and_row(quick_run):
     result, markdown, _ = quick_run
     for section in result["sections"].values():
@@ -124,8 +172,8 @@ def test_markdown_shows_every_section_and_row(quick_run):
 def test_quick_run_wall_time_is_reported(quick_run):
     result, _, elapsed = quick_run
     assert 0 < result["wall_time_s"] <= elapsed
-    assert set(result["config"]["stage_s"]) == {"synthetic data", "export", "backends and anchors", "memory path and flops",
-                                                "training side"}
+    assert set(result["config"]["stage_s"]) == {"synthetic data", "geometry token", "students", "export",
+                                                "backends and anchors", "memory path and flops", "training side"}
 
 
 # Unit checks of the parts ---------------------------------------------------------------------------

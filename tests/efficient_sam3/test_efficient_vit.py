@@ -94,6 +94,7 @@ def test_fused_b0_lowers_to_xnnpack(reference):
     outside = ops_outside_delegate(edge, "forward")
     print("delegates:", count_delegates(edge, "forward"), "outside the delegate:", dict(outside))
     assert not outside, outside
-    (lowered,) = _load_for_executorch_from_buffer(edge.to_executorch().buffer).run_method("forward", (image,))
+    buffer = edge.to_executorch().buffer  # kept alive: the loaded program reads from it
+    (lowered,) = _load_for_executorch_from_buffer(buffer).run_method("forward", (image,))
     assert_close_to({MAKE.output_name(504): lowered}, {MAKE.output_name(504): entry["outputs"][MAKE.output_name(504)]},
                     TOL)

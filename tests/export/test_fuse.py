@@ -6,27 +6,13 @@ from efficient_sam3 import EfficientSam3Model
 from export.frames import read_frames, to_pixel_values
 from export.fuse import count_batchnorms, deployment_model, reparameterize_repmixer
 from export.wrappers import build_entry_points
-
-
-def _randomise_batchnorms(model: nn.Module, seed: int) -> None:
-    """Non-trivial BN statistics and layer scales, so folding has something to fold."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-                module.weight.copy_(0.8 + 0.4 * torch.rand(n, generator=generator))
-                module.bias.copy_(0.1 * torch.randn(n, generator=generator))
-            if hasattr(module, "layer_scale"):
-                module.layer_scale.uniform_(0.1, 1.0, generator=generator)
+from model_helpers import randomise_batchnorms
 
 
 @pytest.fixture(scope="module")
 def trained_form_model(tiny_checkpoint):
     model = EfficientSam3Model.from_pretrained(tiny_checkpoint).eval()
-    _randomise_batchnorms(model, seed=1)
+    randomise_batchnorms(model, seed=1)
     return model
 
 
