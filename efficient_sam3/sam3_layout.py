@@ -108,13 +108,17 @@ def _rename(key: str) -> str | None:
     return None
 
 
+def split_packed_qkv(head: str, kind: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A packed projection (q, k, v stacked along dim 0, as every layout here packs it) -> ``head.{q,k,v}_proj.kind``."""
+    q, k, v = value.chunk(3, dim=0)
+    return {f"{head}.q_proj.{kind}": q, f"{head}.k_proj.{kind}": k, f"{head}.v_proj.{kind}": v}
+
+
 def _expand_attention(ours: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
     """``x.in_proj_weight`` / ``x.in_proj_bias`` -> q/k/v projections; ``x.out_proj.*`` -> ``x.o_proj.*``."""
     head, _, leaf = ours.rpartition(".")
     if leaf in ("in_proj_weight", "in_proj_bias"):
-        kind = "weight" if leaf == "in_proj_weight" else "bias"
-        q, k, v = value.chunk(3, dim=0)
-        return {f"{head}.q_proj.{kind}": q, f"{head}.k_proj.{kind}": k, f"{head}.v_proj.{kind}": v}
+        return split_packed_qkv(head, "weight" if leaf == "in_proj_weight" else "bias", value)
     if ".out_proj." in ours and not ours.startswith("text_encoder."):
         return {ours.replace(".out_proj.", ".o_proj."): value}
     return {ours: value}
@@ -179,9 +183,7 @@ def rename_mobileclip(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.T
             if match:
                 renamed = "text_encoder." + match.expand(replacement) + local[match.end():]
                 if ".self_attn.qkv." in renamed:
-                    head, kind = renamed.split(".qkv.")
-                    q, k, v = value.chunk(3, dim=0)  # packed as q, k, v
-                    ours.update({f"{head}.q_proj.{kind}": q, f"{head}.k_proj.{kind}": k, f"{head}.v_proj.{kind}": v})
+                    ours.update(split_packed_qkv(*renamed.split(".qkv."), value))
                 else:
                     ours[renamed] = value
                 break
@@ -298,9 +300,7 @@ def rename_sam3_vision(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.
             if renamed == "backbone.embeddings.position_embeddings":
                 value = value[:, 1:, :]
             if ".attention.qkv." in renamed:
-                head, kind = renamed.split(".qkv.")
-                q, k, v = value.chunk(3, dim=0)
-                vision.update({f"{head}.q_proj.{kind}": q, f"{head}.k_proj.{kind}": k, f"{head}.v_proj.{kind}": v})
+                vision.update(split_packed_qkv(*renamed.split(".qkv."), value))
             else:
                 vision[renamed] = value
         elif key.startswith("backbone.vision_backbone.convs."):
