@@ -195,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         shard_index=args.shard_index,
         annotation_type=args.annotation_type,
     )
-    summary = cache_features(config)
+    try:
+        summary = cache_features(config)
+    except (FileNotFoundError, ValueError) as error:  # a teacher or SA-V root that cannot be read
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(format_summary(summary))
     return 1 if summary.failed else 0
 

@@ -90,3 +90,15 @@ def test_sam3_pt_without_vit_is_an_error_naming_the_file(tmp_path):
     torch.save({"detector.transformer.decoder.query_embed.weight": torch.zeros(4, 8)}, path)
     with pytest.raises(ValueError, match="sam3.pt"):
         load_teacher(path)
+
+
+def test_cache_teacher_with_an_unreadable_sam3_pt_is_one_error_line(tmp_path, capsys):
+    from training.cache_teacher import main
+
+    bad = tmp_path / "sam3.pt"
+    bad.write_bytes(b"not a checkpoint")
+    (tmp_path / "sav").mkdir()
+    assert main(["--sav-root", str(tmp_path / "sav"), "--out", str(tmp_path / "cache"), "--teacher", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "sam3.pt" in err[0]
+    assert not (tmp_path / "cache").exists()
