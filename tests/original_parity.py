@@ -126,9 +126,10 @@ def assert_close_to(ours: dict[str, torch.Tensor], reference: dict, atol: float)
     return differences
 
 
-def fixture_script(name: str) -> ModuleType:
-    """``tests/fixtures/original/<name>.py``, loaded by path (the tests share its input recipe and names)."""
-    spec = importlib.util.spec_from_file_location(name, FIXTURE_DIR / f"{name}.py")
+def fixture_script(name: str, folder: Path = FIXTURE_DIR) -> ModuleType:
+    """``<folder>/<name>.py`` (default tests/fixtures/original), loaded by path: the tests share the
+    fixture script's input recipe and names."""
+    spec = importlib.util.spec_from_file_location(f"{folder.name}_{name}", folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -6,7 +6,6 @@
 """
 
 import hashlib
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ from pycocotools import mask as mask_utils
 from training.concept_io import load_saco_pairs, runtime_video_pairs
 from training.concept_metrics import ConceptMasklet, PhrasePair, concept_metrics
 from training.evaluate import main
+from original_parity import fixture_script
 
 FIXTURE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "saco_official"
 TOLERANCE = 1e-6  # official 0-1 units; the issue allows 0.1 (points), these are computed the same way
@@ -25,14 +25,8 @@ EXPECTED = json.loads((FIXTURE_DIR / "expected.json").read_text())
 METRICS = ("cgf1", "il_mcc", "positive_micro_f1", "cgf1_50", "cgf1_75", "phota", "phota_deta", "phota_assa")
 
 
-def _load_maker():
-    spec = importlib.util.spec_from_file_location("saco_official_make_fixtures", FIXTURE_DIR / "make_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-MAKER = _load_maker()
+MAKER = fixture_script("make_fixtures", FIXTURE_DIR)
 
 
 @pytest.fixture(scope="module")

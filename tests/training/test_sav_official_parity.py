@@ -5,7 +5,6 @@ official code on the fixture videos (``make_fixtures.py``); here the same videos
 evaluator must give every object's J and F within 0.01, on PNG folders and on runtime JSON.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,19 +13,14 @@ import pytest
 
 from training.evaluate import evaluate, main
 from training.metrics import score_video
+from original_parity import fixture_script
 
 FIXTURE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "sav_official"
 TOLERANCE = 0.01
 
 
-def _load_maker():
-    spec = importlib.util.spec_from_file_location("sav_official_make_fixtures", FIXTURE_DIR / "make_fixtures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-MAKER = _load_maker()
+MAKER = fixture_script("make_fixtures", FIXTURE_DIR)
 EXPECTED = json.loads((FIXTURE_DIR / "expected.json").read_text())
 
 
