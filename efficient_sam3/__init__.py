@@ -1,20 +1,35 @@
-"""EfficientSAM3-Edge: a small SAM3 student with compressed temporal memory."""
+"""EfficientSAM3-Edge: a small SAM3 student with compressed temporal memory.
 
-from efficient_sam3.config import EfficientSam3Config
-from efficient_sam3.freeze import freeze_for_video_distillation, set_frozen_eval
-from efficient_sam3.memory_attention import MemoryCrossAttention
-from efficient_sam3.model import EfficientSam3Model
-from efficient_sam3.outputs import SegmentationOutput, TextFeatures, VisionFeatures
-from efficient_sam3.perceiver import PerceiverResampler
+The names below load on first use, so the package's standard-library modules (``config``,
+``files``) import without torch: the torch-free runtime reads them.
+"""
 
-__all__ = [
-    "EfficientSam3Config",
-    "EfficientSam3Model",
-    "MemoryCrossAttention",
-    "PerceiverResampler",
-    "SegmentationOutput",
-    "TextFeatures",
-    "VisionFeatures",
-    "freeze_for_video_distillation",
-    "set_frozen_eval",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "EfficientSam3Config": "efficient_sam3.config",
+    "EfficientSam3Model": "efficient_sam3.model",
+    "MemoryCrossAttention": "efficient_sam3.memory_attention",
+    "PerceiverResampler": "efficient_sam3.perceiver",
+    "SegmentationOutput": "efficient_sam3.outputs",
+    "TextFeatures": "efficient_sam3.outputs",
+    "VisionFeatures": "efficient_sam3.outputs",
+    "freeze_for_video_distillation": "efficient_sam3.freeze",
+    "set_frozen_eval": "efficient_sam3.freeze",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'efficient_sam3' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
