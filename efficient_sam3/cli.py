@@ -10,15 +10,22 @@ argparse itself does for a malformed flag); nothing partial is left behind (outp
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
+from typing import NoReturn
 
 ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
 
 
 def error_line(problem: object) -> str:
-    """The one line a command prints for bad input (newlines folded so it stays one line)."""
+    """The one line a command prints for bad input (newlines folded so it stays one line).
+
+    An ``OSError`` is shown as ``<file>: <reason>`` rather than Python's ``[Errno N] ...`` form.
+    """
+    if isinstance(problem, OSError) and problem.strerror:
+        problem = f"{problem.filename}: {problem.strerror}" if problem.filename else problem.strerror
     text = " ".join(str(problem).split("\n")).strip()
     return text if text.startswith("error: ") else f"error: {text}"
 
@@ -73,3 +80,25 @@ def sigterm_as_interrupt() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def flag_problem(message: str) -> str:
+    """argparse's wording of a malformed command line -> ``<flag>: <problem>``."""
+    if message.startswith("argument "):
+        flags, _, problem = message[len("argument "):].partition(": ")
+        return f"{flags.split('/')[-1]}: {problem}"  # "-o/--out" -> "--out"
+    required = re.match(r"the following arguments are required: (.+)", message)
+    if required:
+        return f"{required.group(1)}: required, not given"
+    unknown = re.match(r"unrecognized arguments: (.+)", message)
+    if unknown:
+        return f"{unknown.group(1)}: unrecognized argument"
+    return message
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors follow the convention: one line
+    ``error: <flag>: <problem>`` on stderr, exit 2, no usage block (``--help`` still shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ERROR_EXIT, error_line(flag_problem(message)) + "\n")

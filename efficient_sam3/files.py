@@ -101,6 +101,32 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     return path
 
 
+def check_creatable(path: str | Path, what: str = "output", folder: bool = False) -> Path:
+    """Fail before any work if ``path`` could not be created: a file, or with ``folder`` a folder that
+    files are written into. Missing parent folders are fine (the writer creates them) as long as the
+    nearest existing one is a folder that takes new files; an existing ``path`` must be of the right kind.
+
+    Raises ``OSError`` whose message starts with the path (the commands print it as one error line).
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        kind, expected = ("a file", "a folder") if folder else ("a folder", "a file path")
+        raise (NotADirectoryError if folder else IsADirectoryError)(
+            errno.ENOTDIR if folder else errno.EISDIR, f"{path}: {what} is {kind}, expected {expected}")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{path}: cannot create the {what}: {existing} is a file")
+    probe = temp_name_for(existing / (path.name or "output"), ".probe")
+    try:
+        probe.touch()
+    except OSError as err:
+        raise PermissionError(errno.EACCES, f"{path}: cannot write the {what} in {existing} ({err.strerror})") from None
+    probe.unlink()
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "",
                 verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
