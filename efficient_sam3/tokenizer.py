@@ -1,64 +1,49 @@
-"""Offline CLIP byte-level BPE tokenizer (torch + standard library only).
+"""Offline CLIP tokenizer: CLIP's text cleaning here, byte-level BPE by the ``tokenizers`` package.
 
-Follows OpenAI CLIP's ``simple_tokenizer.py`` (as copied into open_clip, MIT licence, see
-``assets/LICENSE-open_clip.txt``); the packaged ``assets/bpe_simple_vocab_16e6.txt.gz`` is
-open_clip's merge list.
+Reproduces OpenAI CLIP's ``simple_tokenizer.py`` (as copied into open_clip, MIT licence, see
+``assets/LICENSE-open_clip.txt``) minus ftfy. The BPE runs in ``tokenizers`` (Rust) from
+``assets/tokenizer.json``, which ``assets/make_tokenizer_json.py`` builds from open_clip's merge
+list ``assets/bpe_simple_vocab_16e6.txt.gz``. Steps, in order:
 
-Text cleaning is CLIP's minus ftfy: NFC normalisation, ``html.unescape`` twice, whitespace
-collapse, lower case. ftfy is not available, so its other repairs do NOT happen here: mojibake
-(``cafÃ©``), curly quotes (``’`` stays ``’`` instead of becoming ``'``), latin ligatures
-(``ﬁ``), full-width characters and terminal escapes / control characters. HuggingFace's
-``CLIPTokenizer`` (the SAM3 teacher's tokenizer) does none of these either, but it also does not
-``html.unescape``: ``"&amp;"`` gives ``&`` here and the literal ``&amp;`` there.
+1. ``clean_text``: NFC, ``html.unescape`` twice, whitespace collapse, lower case. This stays in
+   Python: no ``tokenizers`` normalizer unescapes HTML, and its ``Lowercase`` works per character
+   (``"ΟΔΟΣ"`` gives ``οδοσ``; Python and CLIP give the final sigma, ``οδος``). ftfy is not
+   available, so its repairs do NOT happen: mojibake (``cafÃ©``), curly quotes (``’`` stays),
+   latin ligatures (``ﬁ``), full-width characters, terminal escapes and control characters.
+2. ``<|startoftext|>`` / ``<|endoftext|>`` in the text become their ids only where CLIP's regex
+   starts a word there: not right after punctuation, whose run takes the ``<|`` (``"!<|endoftext|>"``
+   is the words ``!<|``, ``endoftext``, ``|>``). CLIP matches them ignoring case, so ``<|ſtartoftext|>``
+   is one word too, encoded with BPE as CLIP does.
+3. ``tokenizers``: CLIP's word split (``SPLIT_PATTERN``), byte-level mapping, BPE with ``</w>``.
 
-CLIP splits words with the ``regex`` module's ``[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+``. The
-stdlib ``re`` has no ``\\p{..}``; here ``[^\\W\\d_]+`` matches letters plus non-decimal numerics
-(``²``, ``½``, ``Ⅻ``), and those numerics are split back out as one-character number pieces, so
-the split equals CLIP's wherever Python's Unicode tables agree with ``regex``'s (``\\w`` is exactly
-letters, numbers and ``_``).
+transformers' ``CLIPTokenizer`` (the SAM3 teacher's) differs from CLIP in steps 1-3: no
+``html.unescape`` (``"&amp;"`` stays literal), per-character lower case, a narrower whitespace set
+(``\\x1c``-``\\x1f``, ``\\x85`` are kept), ``'ſ`` not taken as a contraction and special tokens
+split out wherever they occur (tests/fixtures/tokenizer/make_expected_ids.py counts each).
 """
 
 from __future__ import annotations
 
-import gzip
 import html
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
-from functools import lru_cache
-from itertools import groupby
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
 DEFAULT_MODEL_MAX_LENGTH = 77  # CLIP's text context length
 END_OF_WORD = "</w>"
-_PACKAGED_BPE = "bpe_simple_vocab_16e6.txt.gz"
-_NUM_PACKAGED_MERGES = 49152 - 256 - 2  # CLIP: merges = lines[1 : 49152 - 256 - 2 + 1]
-_WORD_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|(?:[^\w\s]|_)+"""
-
-
-@lru_cache(maxsize=1)
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP/GPT-2 reversible map from each of the 256 bytes to a printable unicode character."""
-    byte_values = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    code_points = byte_values[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in byte_values:
-            byte_values.append(byte)
-            code_points.append(256 + extra)
-            extra += 1
-    return dict(zip(byte_values, (chr(c) for c in code_points)))
+PACKAGED_TOKENIZER = "tokenizer.json"
+# CLIP's regex minus its special-token alternatives (step 2). CLIP compiles it with re.IGNORECASE; on
+# lower-cased text that matters only for the long s, which Python's re matches for "s".
+SPLIT_PATTERN = r"""'[sſ]|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+"""
 
 
 def clean_text(text: str) -> str:
@@ -68,69 +53,68 @@ def clean_text(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
+def build_backend(encoder: dict[str, int], merges: list[tuple[str, str]]) -> Tokenizer:
+    """``tokenizers`` pipeline of steps 3 (module docstring) for a CLIP BPE vocabulary."""
+    backend = Tokenizer(models.BPE(encoder, merges, end_of_word_suffix=END_OF_WORD))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="removed", invert=True),  # keep the matches
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    backend.decoder = decoders.ByteLevel()
+    return backend
+
+
 @dataclass(frozen=True)
-class BpeVocabulary:
-    """Everything a ClipTokenizer needs: token table, ordered merges and special token names.
+class SpecialTokens:
+    """Special token strings, and the longest sequence (with bos/eos) the text encoder accepts."""
 
-    encoder: token string -> id. merges: BPE merges, highest priority first.
-    model_max_length: longest sequence (with bos/eos) the text encoder accepts.
-    """
-
-    encoder: dict[str, int]
-    merges: list[tuple[str, str]]
     bos_token: str = BOS_TOKEN
     eos_token: str = EOS_TOKEN
     pad_token: str = EOS_TOKEN
     model_max_length: int = DEFAULT_MODEL_MAX_LENGTH
 
-    @classmethod
-    def packaged(cls) -> BpeVocabulary:
-        """open_clip's ``bpe_simple_vocab_16e6`` shipped in efficient_sam3/assets (49408 tokens)."""
-        data = resources.files("efficient_sam3").joinpath("assets", _PACKAGED_BPE).read_bytes()
-        lines = gzip.decompress(data).decode("utf-8").split("\n")
-        merges = [(a, b) for a, b in (ln.split() for ln in lines[1 : _NUM_PACKAGED_MERGES + 1])]
-        base = list(bytes_to_unicode().values())
-        tokens = base + [t + END_OF_WORD for t in base] + ["".join(m) for m in merges]
-        tokens += [BOS_TOKEN, EOS_TOKEN]
-        return cls(encoder=dict(zip(tokens, range(len(tokens)))), merges=merges)
-
 
 @dataclass(frozen=True)
-class _Tables:
-    """Lookup tables built once from a BpeVocabulary."""
+class BpeVocabulary:
+    """A tokenizer directory's contents. encoder: token -> id; merges: highest priority first."""
 
     encoder: dict[str, int]
-    decoder: dict[int, str]
-    byte_encoder: dict[int, str]
-    byte_decoder: dict[str, int]
-    bpe_ranks: dict[tuple[str, str], int]
-    pattern: re.Pattern[str]
-    bos_token_id: int
-    eos_token_id: int
-    pad_token_id: int
-    special_ids: frozenset[int]
-    model_max_length: int
+    merges: list[tuple[str, str]]
+    specials: SpecialTokens = field(default_factory=SpecialTokens)
 
 
 class ClipTokenizer:
     """CLIP BPE tokenizer producing SAM3's fixed-length ``input_ids`` / ``attention_mask``.
 
     ``ClipTokenizer.default()`` uses the packaged vocabulary (49408 tokens, bos/sot 49406,
-    eos/eot 49407, pad 49407) and reads it on first use. ``from_pretrained(dir)`` reads a
-    transformers tokenizer directory (vocab.json + merges.txt, or tokenizer.json).
+    eos/eot 49407, pad 49407). ``from_pretrained(dir)`` reads a transformers tokenizer directory
+    (vocab.json + merges.txt, or tokenizer.json) and tokenizes with the same pipeline.
     """
 
-    def __init__(self, vocabulary: BpeVocabulary | None = None) -> None:
-        self._vocabulary = vocabulary  # None: packaged vocabulary, loaded on first use
-        self._tables: _Tables | None = None
-        self._bpe_cache: dict[str, str] = {}
-        if vocabulary is not None:
-            self._load()  # validate a caller's vocabulary now, not at first encode
+    def __init__(self, backend: Tokenizer, specials: SpecialTokens = SpecialTokens()) -> None:
+        self._backend = backend
+        ids = {}
+        for role in ("bos_token", "eos_token", "pad_token"):
+            token = getattr(specials, role)
+            ids[role] = backend.token_to_id(token)
+            if ids[role] is None:
+                raise ValueError(f"{role} {token!r} is not in the vocabulary")
+        self.bos_token_id: int = ids["bos_token"]
+        self.eos_token_id: int = ids["eos_token"]
+        self.pad_token_id: int = ids["pad_token"]
+        self.model_max_length = specials.model_max_length
+        self.vocab_size = max(backend.get_vocab().values()) + 1
+        self._special_ids = frozenset(ids.values())
+        self._word_ids = {specials.bos_token: self.bos_token_id, specials.eos_token: self.eos_token_id}
+        words = (specials.bos_token, specials.eos_token)
+        self._special_words = re.compile("|".join(map(re.escape, words)), re.IGNORECASE)  # as CLIP
+        self._byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
 
     @classmethod
     def default(cls) -> ClipTokenizer:
-        """Packaged open_clip vocabulary; fully offline, loaded lazily (~0.2 s)."""
-        return cls()
+        """Packaged open_clip vocabulary (assets/tokenizer.json); fully offline, ~0.15 s."""
+        data = resources.files("efficient_sam3").joinpath("assets", PACKAGED_TOKENIZER).read_text("utf-8")
+        return cls(Tokenizer.from_str(data))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> ClipTokenizer:
@@ -138,46 +122,24 @@ class ClipTokenizer:
         directory = Path(directory)
         vocabulary = read_tokenizer_dir(directory)
         try:
-            return cls(vocabulary)
+            _check_vocabulary(vocabulary)
+            return cls(build_backend(vocabulary.encoder, vocabulary.merges), vocabulary.specials)
         except ValueError as error:
             raise ValueError(f"tokenizer files in {directory} are malformed: {error}") from error
-
-    def _load(self) -> _Tables:
-        if self._tables is None:
-            vocabulary = self._vocabulary or BpeVocabulary.packaged()
-            self._tables = _build_tables(vocabulary)
-            self._bpe_cache = {t: t for t in (vocabulary.bos_token, vocabulary.eos_token)}
-        return self._tables
-
-    @property
-    def vocab_size(self) -> int:
-        return max(self._load().decoder) + 1
-
-    @property
-    def bos_token_id(self) -> int:
-        return self._load().bos_token_id
-
-    @property
-    def eos_token_id(self) -> int:
-        return self._load().eos_token_id
-
-    @property
-    def pad_token_id(self) -> int:
-        return self._load().pad_token_id
-
-    @property
-    def model_max_length(self) -> int:
-        return self._load().model_max_length
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without bos/eos."""
         if not isinstance(text, str):
             raise ValueError(f"ClipTokenizer.encode expects a str, got {type(text).__name__}")
-        tables = self._load()
         ids: list[int] = []
-        for word in _words(tables.pattern, clean_text(text)):
-            word = "".join(tables.byte_encoder[b] for b in word.encode("utf-8"))
-            ids.extend(tables.encoder[piece] for piece in self._bpe(word).split(" "))
+        for piece, is_special_word in self._pieces(clean_text(text)):
+            if not is_special_word:
+                ids.extend(self._backend.encode(piece, add_special_tokens=False).ids)
+            elif piece in self._word_ids:
+                ids.append(self._word_ids[piece])
+            else:  # a case variant such as <|ſtartoftext|>: one word of BPE, as in CLIP
+                word = self._byte_level.pre_tokenize_str(piece)[0][0]
+                ids.extend(token.id for token in self._backend.model.tokenize(word))
         return ids
 
     def __call__(
@@ -198,109 +160,61 @@ class ClipTokenizer:
                 f"max_length must be in [2, {self.model_max_length}] (model_max_length), "
                 f"got {max_length}"
             )
-        tables = self._load()
-        pad = tables.pad_token_id if pad_token_id is None else pad_token_id
+        pad = self.pad_token_id if pad_token_id is None else pad_token_id
         input_ids = torch.full((len(texts), max_length), pad, dtype=torch.long)
         attention_mask = torch.zeros((len(texts), max_length), dtype=torch.long)
         for row, text in enumerate(texts):
-            ids = [tables.bos_token_id, *self.encode(text)[: max_length - 2], tables.eos_token_id]
+            ids = [self.bos_token_id, *self.encode(text)[: max_length - 2], self.eos_token_id]
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, : len(ids)] = 1
         return input_ids, attention_mask
 
     def decode(self, ids: Iterable[int] | torch.Tensor, skip_special_tokens: bool = False) -> str:
         """Text of token ids (CLIP's decode: words separated by single spaces)."""
-        tables = self._load()
         if isinstance(ids, torch.Tensor):
             ids = ids.reshape(-1).tolist()
-        pieces = []
-        for token_id in ids:
-            token_id = int(token_id)
-            if token_id not in tables.decoder:
+        tokens = []
+        for token_id in map(int, ids):
+            token = self._backend.id_to_token(token_id) if token_id >= 0 else None
+            if token is None:
                 raise ValueError(f"token id {token_id} is not in the vocabulary")
-            if skip_special_tokens and token_id in tables.special_ids:
+            if not (skip_special_tokens and token_id in self._special_ids):
+                tokens.append(token)
+        text = self._backend.decoder.decode(tokens)  # byte-level chars -> UTF-8, bad bytes -> U+FFFD
+        return text.replace(END_OF_WORD, " ").strip()
+
+    def _pieces(self, text: str) -> Iterator[tuple[str, bool]]:
+        """Cleaned text cut around the special-token words of step 2: (piece, is_special_word).
+
+        CLIP's regex starts a word at a special token unless the character before it continues a
+        punctuation run (``[^\\s\\p{L}\\p{N}]``), i.e. anything but a space, letter or number, and
+        is not the end of a special-token word itself.
+        """
+        start = special_end = 0
+        for match in self._special_words.finditer(text):
+            begin = match.start()
+            before = text[begin - 1] if begin else " "
+            if begin != special_end and not (before.isspace() or before.isalnum()):
                 continue
-            pieces.append(tables.decoder[token_id])
-        raw = bytearray(tables.byte_decoder[c] for c in "".join(pieces))
-        return raw.decode("utf-8", errors="replace").replace(END_OF_WORD, " ").strip()
-
-    def _bpe(self, word: str) -> str:
-        """Space-separated BPE pieces of one byte-encoded word (CLIP's ``bpe``), cached."""
-        cached = self._bpe_cache.get(word)
-        if cached is not None:
-            return cached
-        ranks = self._load().bpe_ranks
-        symbols = [*word[:-1], word[-1] + END_OF_WORD]
-        while len(symbols) > 1:
-            pairs = set(zip(symbols[:-1], symbols[1:]))
-            best = min(pairs, key=lambda pair: ranks.get(pair, _NO_MERGE))
-            if best not in ranks:
-                break
-            merged: list[str] = []
-            i = 0
-            while i < len(symbols):
-                if i < len(symbols) - 1 and (symbols[i], symbols[i + 1]) == best:
-                    merged.append(symbols[i] + symbols[i + 1])
-                    i += 2
-                else:
-                    merged.append(symbols[i])
-                    i += 1
-            symbols = merged
-        result = " ".join(symbols)
-        self._bpe_cache[word] = result
-        return result
+            if begin > start:
+                yield text[start:begin], False
+            yield match.group(), True
+            start = special_end = match.end()
+        if start < len(text):
+            yield text[start:], False
 
 
-_NO_MERGE = float("inf")
-
-
-def _words(pattern: re.Pattern[str], text: str) -> list[str]:
-    r"""CLIP's regex split. ``[^\W\d_]+`` also takes non-decimal numerics ('x²y'): emit each
-    of those as its own word, as CLIP's ``[\p{N}]`` does (see module docstring)."""
-    words: list[str] = []
-    for word in pattern.findall(text):
-        if word.isalpha() or not word[0].isalnum() or word[0].isdecimal():
-            words.append(word)
-            continue
-        for is_letter, chars in groupby(word, key=str.isalpha):
-            words.extend(["".join(chars)] if is_letter else chars)
-    return words
-
-
-def _build_tables(vocabulary: BpeVocabulary) -> _Tables:
-    """Inverse table, merge ranks and split pattern; raises ValueError on inconsistent input."""
+def _check_vocabulary(vocabulary: BpeVocabulary) -> None:
+    """ValueError naming what does not fit in a tokenizer directory's vocabulary."""
     encoder = vocabulary.encoder
-    decoder = {token_id: token for token, token_id in encoder.items()}
-    if len(decoder) != len(encoder):
+    if len(set(encoder.values())) != len(encoder):
         raise ValueError("vocabulary assigns the same id to more than one token")
-    specials = {}
-    for role in ("bos_token", "eos_token", "pad_token"):
-        token = getattr(vocabulary, role)
-        if token not in encoder:
-            raise ValueError(f"{role} {token!r} is not in the vocabulary")
-        specials[role] = encoder[token]
-    byte_encoder = bytes_to_unicode()
-    for char in byte_encoder.values():
+    for char in pre_tokenizers.ByteLevel.alphabet():
         if char not in encoder or char + END_OF_WORD not in encoder:
             raise ValueError(f"vocabulary lacks the byte-level base token {char!r}")
     for first, second in vocabulary.merges:
         if first + second not in encoder:
             raise ValueError(f"merge {first!r} {second!r} makes {first + second!r}, not in vocab")
-    special_tokens = [vocabulary.bos_token, vocabulary.eos_token]
-    pattern = "|".join(re.escape(t) for t in special_tokens) + "|" + _WORD_PATTERN
-    return _Tables(
-        encoder=encoder,
-        decoder=decoder,
-        byte_encoder=byte_encoder,
-        byte_decoder={char: byte for byte, char in byte_encoder.items()},
-        bpe_ranks=dict(zip(vocabulary.merges, range(len(vocabulary.merges)))),  # as CLIP
-        pattern=re.compile(pattern, re.IGNORECASE),
-        bos_token_id=specials["bos_token"],
-        eos_token_id=specials["eos_token"],
-        pad_token_id=specials["pad_token"],
-        special_ids=frozenset(specials.values()),
-        model_max_length=vocabulary.model_max_length,
-    )
 
 
 def read_tokenizer_dir(directory: Path) -> BpeVocabulary:
@@ -323,7 +237,7 @@ def read_tokenizer_dir(directory: Path) -> BpeVocabulary:
         raise FileNotFoundError(
             f"no tokenizer files in {directory}: expected vocab.json + merges.txt or tokenizer.json"
         )
-    return BpeVocabulary(encoder=encoder, merges=merges, **_read_special_settings(directory))
+    return BpeVocabulary(encoder, merges, SpecialTokens(**_read_special_settings(directory)))
 
 
 def _read_json(path: Path) -> object:

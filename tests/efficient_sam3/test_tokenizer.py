@@ -1,17 +1,21 @@
-"""ClipTokenizer against CLIP's known ids and transformers' CLIPTokenizer (the SAM3 teacher's)."""
+"""ClipTokenizer against CLIP's known ids, transformers' CLIPTokenizer (the SAM3 teacher's) and the
+ids the hand-written CLIP BPE it replaced gave on 3600 generated prompts (tests/fixtures/tokenizer)."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import time
-from importlib import resources
 from pathlib import Path
 
 import pytest
 import torch
 
 from efficient_sam3.tokenizer import ClipTokenizer
+from original_parity import fixture_script
+
+TOKENIZER_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tokenizer"
+ASSETS = Path(__file__).resolve().parents[2] / "efficient_sam3" / "assets"
 
 SOT, EOT = 49406, 49407
 CAT_IDS = [SOT, 320, 1125, 539, 320, 2368, EOT]  # "a photo of a cat" in OpenAI CLIP
@@ -44,25 +48,10 @@ PROMPTS = [
 ]
 
 
-def _write_hf_files(directory: Path) -> None:
-    """vocab.json + merges.txt built from the packaged gz the way CLIP's simple_tokenizer does."""
-    gz = resources.files("efficient_sam3").joinpath("assets", "bpe_simple_vocab_16e6.txt.gz")
-    lines = gzip.decompress(gz.read_bytes()).decode("utf-8").split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    extra = [b for b in range(256) if b not in printable]
-    base = [chr(b) for b in printable] + [chr(256 + i) for i in range(len(extra))]
-    tokens = base + [t + "</w>" for t in base] + [m.replace(" ", "") for m in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-
-
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("hf_clip")
-    _write_hf_files(directory)
+    fixture_script("make_expected_ids", TOKENIZER_FIXTURES).write_transformers_files(directory)
     return directory
 
 
@@ -123,6 +112,17 @@ def test_cleaning_differs_from_transformers_only_by_html_unescape(
     )
     # No ftfy: curly apostrophes are not straightened (ftfy's uncurl_quotes would).
     assert tokenizer.encode("dog’s") != tokenizer.encode("dog's")
+
+
+def test_special_token_strings_follow_clips_word_split(tokenizer: ClipTokenizer) -> None:
+    assert tokenizer.encode("a <|endoftext|>") == [320, EOT]
+    assert tokenizer.encode("<|ENDOFTEXT|><|endoftext|>") == [EOT, EOT]  # lower-cased first
+    # After punctuation the run takes "<|" (CLIP's regex), so there is no special token.
+    assert EOT not in tokenizer.encode("!<|endoftext|>")
+    assert EOT not in tokenizer.encode("!<|endoftext|><|endoftext|>")
+    # CLIP matches the special words ignoring case: the long s gives one word, encoded with BPE.
+    assert SOT not in tokenizer.encode("<|ſtartoftext|>")
+    assert tokenizer.decode(tokenizer.encode("<|ſtartoftext|>")) == "<|ſtartoftext|>"
 
 
 def test_decode(tokenizer: ClipTokenizer) -> None:
@@ -239,3 +239,28 @@ def test_packaged_vocabulary_loads_fast_and_once() -> None:
     for _ in range(100):
         fresh(["red circle", "yellow star"])
     assert time.perf_counter() - start < elapsed + 0.5  # tables are not rebuilt per call
+
+
+@pytest.fixture(scope="module")
+def frozen() -> dict:
+    with gzip.open(TOKENIZER_FIXTURES / "expected_ids.json.gz", "rt", encoding="utf-8") as file:
+        return json.load(file)
+
+
+def test_frozen_ids_on_generated_prompts(tokenizer: ClipTokenizer, frozen: dict) -> None:
+    """Ids, batches and decodes equal the hand-written BPE's (tokenizer.py blob in generated_with)."""
+    script = fixture_script("make_expected_ids", TOKENIZER_FIXTURES)
+    prompts = frozen["prompts"]
+    assert len(prompts) == 3600
+    for key, expected in script.expected(tokenizer, prompts).items():
+        assert expected == frozen[key], key
+
+
+def test_from_pretrained_matches_packaged_on_generated_prompts(hf_dir: Path, frozen: dict) -> None:
+    loaded = ClipTokenizer.from_pretrained(hf_dir)
+    assert [loaded.encode(prompt) for prompt in frozen["prompts"]] == frozen["encode"]
+
+
+def test_packaged_tokenizer_json_is_built_from_the_merge_file() -> None:
+    script = fixture_script("make_tokenizer_json", ASSETS)
+    assert json.loads((ASSETS / "tokenizer.json").read_text(encoding="utf-8")) == json.loads(script.tokenizer_json())
