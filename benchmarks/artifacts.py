@@ -2,8 +2,9 @@
 
 The checkpoint is the one given, or the preset with random weights (seed 0) saved with
 ``save_pretrained``. Exports go through export/'s public functions; an export that cannot be made
-(export/ missing, a lowering error) leaves its path None and records why, so every row that needs it
-says so instead of disappearing.
+(export/ missing, a lowering error) leaves its path None and records why. These are our own exports:
+a recorded failure fails the run (benchmarks.run reads ``export_failures``, benchmarks.students
+raises on it); only an export skipped under ``--quick`` (``SKIPPED_EXPORT``) leaves its rows "skipped".
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ class Artifacts:
                 "export_s": self.export_s, "export_notes": self.export_notes}
 
 
-def missing_status(reason: str | None) -> str:
-    """Row status of an artifact that is absent for ``reason``: skipped under --quick, else unavailable."""
-    return "skipped" if reason == SKIPPED_EXPORT else "unavailable"
+def export_failures(artifacts: Artifacts) -> dict[str, str]:
+    """Export name -> why it failed, for each export that was tried and failed (skipped ones are not failures)."""
+    reasons = {"ONNX export": artifacts.onnx_reason, "ExecuTorch fp32 export": artifacts.pte_fp32_reason,
+               "ExecuTorch int8 export": artifacts.pte_int8_reason}
+    return {name: reason for name, reason in reasons.items() if reason and reason != SKIPPED_EXPORT}
 
 
 def file_size_mb(path: Path) -> float:
@@ -120,7 +123,7 @@ def prepare_artifacts(preset: str, checkpoint: Path | None, directory: Path, pro
             setattr(artifacts, path_attr, Path(path))
             artifacts.export_s[label] = time.perf_counter() - started
             artifacts.export_notes[label] = note
-        except Exception as err:  # noqa: BLE001 - an export that fails becomes an "unavailable" row
+        except Exception as err:  # noqa: BLE001 - recorded here; the caller fails the run (export_failures)
             setattr(artifacts, reason_attr, f"export failed: {type(err).__name__}: {err}")
     return artifacts
 

@@ -13,6 +13,11 @@ and times the geometry token in eager only. Sections: latency, memory_path, flop
 geometry_token, students (see each module's docstring for what is timed; benchmarks/students.py for the
 last two). The students run first after the synthetic data, so a failing student export fails the run
 before the long rows; ``--students-only`` runs just geometry_token and students.
+
+Only the third-party anchors (benchmarks/anchors.py) may end up "unavailable" (a missing package, or
+their own failure). Every other row measures our own code (the synthetic data, our exports and backends,
+the runtime sessions, the memory, FLOPs, training-side, geometry-token and student rows): when one fails
+the run stops with one line ``error: <row>: <cause>`` and exit status 2, and writes no report.
 """
 
 from __future__ import annotations
@@ -24,17 +29,31 @@ import socket
 import sys
 import tempfile
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.anchors import ANCHORS, unavailable_reason
-from benchmarks.artifacts import Artifacts, missing_status, prepare_artifacts, save_random_checkpoint
+from benchmarks.artifacts import (
+    SKIPPED_EXPORT,
+    Artifacts,
+    export_failures,
+    prepare_artifacts,
+    save_random_checkpoint,
+)
 from benchmarks.latency import LatencyStats, TimingPlan
-from benchmarks.memory import WorkerError, WorkerResult, WorkerSpec, run_in_subprocess
+from benchmarks.memory import WorkerResult, WorkerSpec, run_in_subprocess
 from benchmarks.report import Section, build_result, machine_info, render_markdown, write_results
-from benchmarks.sections import flops_sections, latency_section, memory_section, section_failed, training_section
+from benchmarks.sections import (
+    RowFailed,
+    flops_sections,
+    latency_section,
+    memory_section,
+    require_measured,
+    training_section,
+)
 from benchmarks.students import (
     STUDENTS,
     StudentBenchmarkError,
@@ -43,6 +62,7 @@ from benchmarks.students import (
     students_section,
 )
 from benchmarks.training_side import write_synthetic
+from efficient_sam3.cli import fail
 
 FULL_PLAN = TimingPlan(warmup=3, frames=20, slow_frames=3)
 QUICK_PLAN = TimingPlan(warmup=1, frames=3, slow_frames=3)
@@ -68,7 +88,8 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class Measured:
-    """What one worker process gave (or why it gave nothing)."""
+    """What one worker process gave, or why it gave nothing: "skipped" (by design, e.g. ``--quick``) or,
+    for a third-party anchor only, "unavailable"."""
 
     name: str
     result: WorkerResult | None = None
@@ -81,19 +102,40 @@ class Measured:
         return self.result.latency if self.result else None
 
 
-def _measure(name: str, spec: WorkerSpec, timeout_s: float, details: dict[str, str]) -> Measured:
+def _cause(err: BaseException) -> str:
+    """``Type: message (file:line)`` of an exception, the line being where it was raised."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(err).__name__}: {err}{where}"
+
+
+@contextmanager
+def _our_row(name: str):
+    """Any exception inside (bar RowFailed and StudentBenchmarkError, which name their row) fails row ``name``."""
+    try:
+        yield
+    except (RowFailed, StudentBenchmarkError):
+        raise
+    except Exception as err:
+        raise RowFailed(name, _cause(err)) from err
+
+
+def _measure(name: str, spec: WorkerSpec, timeout_s: float, details: dict[str, str],
+             third_party: bool = False) -> Measured:
+    """Run ``spec`` in its worker process. A failure makes a third-party row "unavailable" and fails ours."""
     print(f"[benchmarks] {name} ...", file=sys.stderr, flush=True)
     try:
         result = run_in_subprocess(spec, timeout_s)
-    except WorkerError as err:
-        return Measured(name, status="unavailable", reason=str(err), details=details)
-    except Exception as err:  # noqa: BLE001 - e.g. an unreadable worker reply; the row says what happened
-        return Measured(name, status="unavailable", reason=f"{type(err).__name__}: {err}", details=details)
+    except Exception as err:  # WorkerError (the worker failed or timed out) or e.g. an unreadable reply
+        if not third_party:
+            raise RowFailed(name, _cause(err)) from err
+        return Measured(name, status="unavailable", reason=_cause(err), details=details)
     return Measured(name, result=result, details={**details, **result.details})
 
 
 def measure_backends(config: BenchConfig, artifacts: Artifacts) -> list[Measured]:
-    """Every way of running our model, then the anchors, each in its own process."""
+    """Every way of running our model, then the anchors, each in its own process. A missing export must have
+    been skipped (``--quick``); RowFailed when one of our rows fails."""
     plan, threads, timeout = config.plan, config.threads, config.worker_timeout_s
     programs = "encode_frame + decode, 1 prompt, full memory"
     targets = [
@@ -110,7 +152,7 @@ def measure_backends(config: BenchConfig, artifacts: Artifacts) -> list[Measured
     measured = []
     for name, kind, path, reason, details in targets:
         if path is None:
-            measured.append(Measured(name, status=missing_status(reason), reason=reason, details=details))
+            measured.append(_missing(name, reason, details))
             continue
         spec = WorkerSpec(kind=kind, threads=threads, plan=plan, path=str(path), prompt=config.prompt)
         measured.append(_measure(name, spec, timeout, details))
@@ -124,7 +166,7 @@ def measure_backends(config: BenchConfig, artifacts: Artifacts) -> list[Measured
         if config.quick and label != "torch":
             measured.append(Measured(name, status="skipped", reason="--quick", details=details))
         elif path is None:
-            measured.append(Measured(name, status=missing_status(reason), reason=reason, details=details))
+            measured.append(_missing(name, reason, details))
         else:
             spec = WorkerSpec(kind="session", threads=threads, plan=plan, path=str(path), backend=backend,
                               prompt=config.prompt)
@@ -138,8 +180,15 @@ def measure_backends(config: BenchConfig, artifacts: Artifacts) -> list[Measured
             measured.append(Measured(anchor.label, status="unavailable", reason=missing))
         else:
             spec = WorkerSpec(kind="anchor", threads=threads, plan=plan, anchor=key)
-            measured.append(_measure(anchor.label, spec, timeout, {}))
+            measured.append(_measure(anchor.label, spec, timeout, {}, third_party=True))
     return measured
+
+
+def _missing(name: str, reason: str | None, details: dict[str, str]) -> Measured:
+    """Our row whose export is absent: skipped when the export was skipped, else the run fails."""
+    if reason != SKIPPED_EXPORT:
+        raise RowFailed(name, reason or "its export is missing")
+    return Measured(name, status="skipped", reason=reason, details=details)
 
 
 @contextmanager
@@ -152,44 +201,39 @@ def _stage(name: str, stage_s: dict[str, float]):
         stage_s[name] = time.perf_counter() - started
 
 
-def _main_sections(config: BenchConfig, work_dir: Path, sav_root: Path | None, sav_reason: str | None,
-                   num_videos: int, stage_s: dict[str, float]) -> tuple[list[Section], Artifacts]:
-    """The run preset's exports, backends, anchors and the sections built on them."""
-    with _stage("export", stage_s):
+def _main_sections(config: BenchConfig, work_dir: Path, sav_root: Path, num_videos: int,
+                   stage_s: dict[str, float]) -> tuple[list[Section], Artifacts]:
+    """The run preset's exports, backends, anchors and the sections built on them; RowFailed if one of ours fails."""
+    with _stage("export", stage_s), _our_row("export"):
         artifacts = prepare_artifacts(config.preset, config.checkpoint, work_dir / "artifacts", config.prompt,
                                       calibration_videos=sav_root,
                                       calibration_frames=None, export_missing=not config.quick)
+    failures = export_failures(artifacts)
+    if failures:
+        raise RowFailed(*next(iter(failures.items())))
     with _stage("backends and anchors", stage_s):
         measured = measure_backends(config, artifacts)
     sections: list[Section] = []
-    try:
+    with _our_row("latency"):
         sections.append(latency_section(measured, config.threads))
-    except Exception as err:  # noqa: BLE001
-        sections.append(section_failed("latency", "Streaming per-frame latency", err))
     import torch
 
     torch.set_num_threads(config.threads)
-    with _stage("memory path and flops", stage_s):
-        try:
-            sections += flops_sections(artifacts.checkpoint, measured, config.plan, config.prompt, config.quick)
-        except Exception as err:  # noqa: BLE001 - reported as an unavailable section
-            sections += [section_failed("memory_path", "Cost of the memory path", err),
-                         section_failed("flops", "FLOPs per frame", err)]
-    try:
+    with _stage("memory path and flops", stage_s), _our_row("memory_path and flops"):
+        sections += flops_sections(artifacts.checkpoint, measured, config.plan, config.prompt, config.quick)
+    with _our_row("memory"):
         sections.append(memory_section(measured, artifacts))
-    except Exception as err:  # noqa: BLE001
-        sections.append(section_failed("memory", "Peak resident memory", err))
-    with _stage("training side", stage_s):
-        try:
-            sections.append(training_section(artifacts.checkpoint, sav_root, sav_reason, num_videos,
-                                             work_dir / "training", config.quick))
-        except Exception as err:  # noqa: BLE001
-            sections.append(section_failed("training", "Training side", err))
+    with _stage("training side", stage_s), _our_row("training side"):
+        sections.append(training_section(artifacts.checkpoint, sav_root, num_videos, work_dir / "training",
+                                         config.quick))
+    for section in sections:
+        require_measured(section)
     return sections, artifacts
 
 
 def run_benchmarks(config: BenchConfig) -> tuple[dict, str, Path, Path]:
-    """Run every section; returns (result dict, markdown, json path, markdown path)."""
+    """Run every section; returns (result dict, markdown, json path, markdown path). RowFailed or
+    StudentBenchmarkError (nothing written) when one of our own rows fails."""
     started = time.perf_counter()
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     machine = machine_info(config.threads)
@@ -197,18 +241,14 @@ def run_benchmarks(config: BenchConfig) -> tuple[dict, str, Path, Path]:
     stage_s: dict[str, float] = {}
     num_videos, video_frames = (1, 21) if config.quick else (2, 41)
     try:
-        with _stage("synthetic data", stage_s):
-            sav_root, sav_reason = None, None
-            try:
-                sav_root = write_synthetic(work_dir / "sav", num_videos, video_frames)
-            except Exception as err:  # noqa: BLE001 - the rows that need the data say so
-                sav_reason = f"synthetic data failed: {type(err).__name__}: {err}"
-        with _stage("geometry token", stage_s):
+        with _stage("synthetic data", stage_s), _our_row("synthetic data"):
+            sav_root = write_synthetic(work_dir / "sav", num_videos, video_frames)
+        with _stage("geometry token", stage_s), _our_row("geometry_token"):
             checkpoint = config.checkpoint or save_random_checkpoint(config.preset, work_dir / "artifacts"
                                                                      / f"{config.preset}-random")
             geometry, geometry_ms = geometry_token_section(checkpoint, config.threads, config.plan, config.prompt,
                                                            config.quick)
-        with _stage("students", stage_s):
+        with _stage("students", stage_s), _our_row("students"):
             students = students_section(config.students, work_dir / "students", sav_root, config.threads,
                                         config.plan, config.prompt, config.worker_timeout_s, geometry_ms,
                                         skip_reason="--quick (each student's exports take minutes)"
@@ -216,8 +256,8 @@ def run_benchmarks(config: BenchConfig) -> tuple[dict, str, Path, Path]:
         sections: list[Section] = []
         artifacts = None
         if not config.students_only:
-            sections, artifacts = _main_sections(config, work_dir, sav_root, sav_reason, num_videos, stage_s)
-        sections += [geometry, students]
+            sections, artifacts = _main_sections(config, work_dir, sav_root, num_videos, stage_s)
+        sections += [require_measured(geometry), require_measured(students)]
     finally:
         if config.work_dir is None:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -265,9 +305,10 @@ def main(argv: list[str] | None = None) -> int:
                          students_only=args.students_only)
     try:
         _, markdown, json_path, md_path = run_benchmarks(config)
+    except RowFailed as err:
+        return fail(err)
     except StudentBenchmarkError as err:
-        print(f"error: students section: {err}".replace("\n", " "), file=sys.stderr)
-        return 1
+        return fail(f"students section: {err}")
     print(markdown)
     print(f"wrote {json_path} and {md_path}")
     return 0

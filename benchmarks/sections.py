@@ -1,10 +1,16 @@
-"""Turn measurements into the report's sections (latency, memory_path, flops, memory, training)."""
+"""Turn measurements into the report's sections (latency, memory_path, flops, memory, training).
+
+Which rows may lack numbers: a third-party anchor (benchmarks/anchors.py) may be "unavailable"; every
+other row measures our own code, so it has numbers or is "skipped" by design (``--quick``), and a
+failure raises ``RowFailed``, which fails the run (benchmarks.run: one ``error:`` line, exit 2).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.artifacts import Artifacts, file_size_mb, missing_status
+from benchmarks.anchors import ANCHORS
+from benchmarks.artifacts import SKIPPED_EXPORT, Artifacts, file_size_mb
 from benchmarks.latency import TimingPlan
 from benchmarks.report import Column, Row, Section
 
@@ -13,6 +19,24 @@ REFERENCE_ROW = "ExecuTorch fp32"
 PROGRAM_ROWS = ("PyTorch eager", "PyTorch eager, fused (deployment form)", "ONNX Runtime", "ExecuTorch fp32",
                 "ExecuTorch int8")
 MEMORY_PIECES = ("perceiver resampler", "memory cross-attention")
+# The only rows that may be "unavailable": third-party models (a missing package, their own failure).
+THIRD_PARTY_ROWS = frozenset(anchor.label for anchor in ANCHORS.values())
+
+
+class RowFailed(RuntimeError):
+    """One of our own rows could not be measured: the run fails, naming the row and the cause."""
+
+    def __init__(self, row: str, cause: str) -> None:
+        super().__init__(f"{row}: {cause}")
+        self.row, self.cause = row, cause
+
+
+def require_measured(section: Section) -> Section:
+    """``section`` itself; RowFailed for its first "unavailable" row that is not a third-party anchor."""
+    for row in section.rows:
+        if row.status == "unavailable" and row.name not in THIRD_PARTY_ROWS:
+            raise RowFailed(row.name, row.reason)
+    return section
 
 
 def _status_row(measured, metrics: dict, details: dict | None = None) -> Row:
@@ -34,7 +58,7 @@ def latency_section(measured: list, threads: int) -> Section:
         notes=[f"Threads pinned to {threads} (torch.set_num_threads, ORT intra_op_num_threads, ExecuTorch "
                "threadpool); each row runs in its own process after its warm-up frames.",
                "× ET fp32 = p50 / p50 of our ExecuTorch fp32 (above 1: slower than ours)."
-               + ("" if reference else " ExecuTorch fp32 is unavailable in this run, so there is no ratio."),
+               + ("" if reference else " ExecuTorch fp32 is not measured in this run, so there is no ratio."),
                "Anchors are transformers models with random weights (speed does not depend on weight values); "
                "rows slower than 1 s/frame are timed over 3 frames."])
     for m in measured:
@@ -74,8 +98,10 @@ def memory_section(measured: list, artifacts: Artifacts) -> Section:
         section.rows.append(Row.ok(f"file: {label}", {"file_mib": file_size_mb(path)}))
     for label, reason in (("ONNX", artifacts.onnx_reason), ("ExecuTorch fp32 .pte", artifacts.pte_fp32_reason),
                           ("ExecuTorch int8 .pte", artifacts.pte_int8_reason)):
-        if reason:
-            section.rows.append(Row(f"file: {label}", missing_status(reason), reason=reason))
+        if reason == SKIPPED_EXPORT:
+            section.rows.append(Row.skipped(f"file: {label}", reason))
+        elif reason:
+            raise RowFailed(f"file: {label}", reason)
     return section
 
 
@@ -121,8 +147,9 @@ def flops_sections(checkpoint: Path, measured: list, plan: TimingPlan, prompt: s
             continue
         name = f"backend: {m.name}"
         if m.latency is None:
-            flops.rows.append(Row.unavailable(name, m.reason or "not measured") if m.status != "skipped"
-                              else Row.skipped(name, m.reason))
+            if m.status != "skipped":
+                raise RowFailed(name, m.reason or "not measured")
+            flops.rows.append(Row.skipped(name, m.reason))
             continue
         achieved = breakdown.frame_gflops / (m.latency.p50_ms / 1000.0)
         flops.rows.append(Row.ok(name, {"gflops": breakdown.frame_gflops, "ms": m.latency.p50_ms,
@@ -147,13 +174,11 @@ def flops_sections(checkpoint: Path, measured: list, plan: TimingPlan, prompt: s
     return [memory_path, flops]
 
 
-def training_section(checkpoint: Path, sav_root: Path | None, sav_reason: str | None, num_videos: int,
-                     work_dir: Path, quick: bool) -> Section:
-    from benchmarks.training_side import TrainingBenchConfig, run_training_side, unavailable_rows
+def training_section(checkpoint: Path, sav_root: Path, num_videos: int, work_dir: Path, quick: bool) -> Section:
+    """The training-side rows (our code: an "unavailable" one fails the run through ``require_measured``)."""
+    from benchmarks.training_side import TrainingBenchConfig, run_training_side
 
-    if sav_root is None:
-        rows = unavailable_rows(sav_reason or "no synthetic data")
-    elif quick:
+    if quick:
         rows = run_training_side(TrainingBenchConfig(checkpoint, sav_root, work_dir, num_videos, dataset_items=5,
                                                      distill_clips=2, sam3_teacher=False))
     else:
@@ -168,10 +193,3 @@ def training_section(checkpoint: Path, sav_root: Path | None, sav_reason: str | 
         notes=["Caching frames/s includes decoding, preprocessing, encoding and writing; bytes/frame is the file "
                "size per cached frame (float16 [256, 18, 18] = 165,888 bytes + index and header)."])
     return section
-
-
-def section_failed(key: str, title: str, error: Exception) -> Section:
-    """A section whose measurement raised: one unavailable row with the error."""
-    return Section(key=key, title=title, columns=[],
-                   rows=[Row.unavailable(title, f"{type(error).__name__}: {error}")])
-

@@ -1,7 +1,8 @@
 """Smoke run of ``python -m benchmarks.run --quick --preset tiny`` and the report's contract.
 
 Benchmarks report; they never assert times. These tests check the JSON's shape: every section is
-there, every row has numbers or an explicit reason, nothing is silently dropped.
+there, every row has numbers or an explicit reason, nothing is silently dropped, and only third-party
+anchors may be "unavailable": a failure of one of our own rows fails the run.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import time
 
 import pytest
 
-from benchmarks import anchors
-from benchmarks.latency import TimingPlan, time_steps
-from benchmarks.memory import WorkerError, WorkerSpec, run_in_subprocess
+from benchmarks import anchors, run
+from benchmarks.artifacts import Artifacts
+from benchmarks.latency import LatencyStats, TimingPlan, time_steps
+from benchmarks.memory import WorkerError, WorkerResult, WorkerSpec, run_in_subprocess
 from benchmarks.report import Column, Row, Section, render_section
-from benchmarks.run import main
+from benchmarks.run import BenchConfig, main, measure_backends
+from benchmarks.sections import THIRD_PARTY_ROWS, RowFailed, require_measured
 from benchmarks.students import STUDENTS, parse_students
 
 SECTIONS = {"latency", "memory_path", "flops", "memory", "training", "geometry_token", "students"}
@@ -56,6 +59,8 @@ def test_every_row_has_numbers_or_a_reason(quick_run):
         column_keys = {column["key"] for column in section["columns"]}
         for row in section["rows"]:
             assert row["status"] in ("ok", "unavailable", "skipped"), row
+            # Our own rows are measured or skipped by design; only third-party anchors may be unavailable.
+            assert row["status"] != "unavailable" or row["name"] in THIRD_PARTY_ROWS, row
             if row["status"] == "ok":
                 assert row["metrics"], row
                 assert all(isinstance(v, float) and math.isfinite(v) for v in row["metrics"].values()), row
@@ -152,6 +157,75 @@ def test_a_failing_student_export_fails_the_section(monkeypatch, tmp_path):
     with pytest.raises(students.StudentBenchmarkError, match="es-tv-s ExecuTorch int8: export failed"):
         students.students_section(("es-tv-s",), tmp_path, None, 1, TimingPlan(warmup=1, frames=1), "red circle",
                                   60.0, None)
+
+
+def test_a_failing_row_of_ours_fails_the_run(monkeypatch, capsys, tmp_path):
+    """A worker of our own (PyTorch eager) fails: one error line naming the row and the cause, exit 2,
+    no report. The synthetic data and the geometry token are stubbed to keep this test short."""
+    def failing_worker(spec, timeout_s):
+        if spec.kind == "eager":
+            raise WorkerError("worker exited with code 1: RuntimeError: injected failure")
+        raise AssertionError(f"no worker after the failed one, got {spec.kind}")
+
+    geometry = Section("geometry_token", "Geometry", [Column("ms", "ms")], rows=[Row.ok("decode", {"ms": 1.0})])
+    monkeypatch.setattr(run, "write_synthetic", lambda root, videos, frames: root)
+    monkeypatch.setattr(run, "geometry_token_section", lambda *args: (geometry, None))
+    monkeypatch.setattr(run, "run_in_subprocess", failing_worker)
+    out_dir = tmp_path / "out"
+    assert main(["--quick", "--preset", "tiny", "--out-dir", str(out_dir), "--threads", "1",
+                 "--work-dir", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: PyTorch eager: WorkerError: worker exited with code 1: RuntimeError: "
+                              "injected failure"), err[-1]
+    assert not out_dir.exists()
+
+
+def _fake_result(spec, timeout_s):
+    latency = LatencyStats(p50_ms=10.0, p90_ms=11.0, mean_ms=10.0, min_ms=9.0, frames=3, warmup=1)
+    return WorkerResult(latency=latency, peak_rss_mb=100.0, start_rss_mb=50.0, load_s=1.0)
+
+
+def test_only_anchors_may_be_unavailable(monkeypatch, tmp_path):
+    """Full run (no --quick): an anchor that fails is an "unavailable" row; our rows that fail, or whose
+    export failed, fail the run naming the row and the cause."""
+    def anchors_fail(spec, timeout_s):
+        if spec.kind == "anchor":
+            raise WorkerError(f"worker exited with code 1: {spec.anchor} crashed")
+        return _fake_result(spec, timeout_s)
+
+    monkeypatch.setattr(run, "unavailable_reason", lambda key: None)
+    monkeypatch.setattr(run, "run_in_subprocess", anchors_fail)
+    artifacts = Artifacts(checkpoint=tmp_path, random_weights=True, onnx_dir=tmp_path / "onnx",
+                          pte_fp32=tmp_path / "fp32.pte", pte_int8=tmp_path / "int8.pte")
+    config = BenchConfig(preset="tiny", threads=1)
+    measured = {m.name: m for m in measure_backends(config, artifacts)}
+    for anchor in anchors.ANCHORS.values():
+        assert measured[anchor.label].status == "unavailable" and "crashed" in measured[anchor.label].reason
+    assert all(m.status == "ok" for name, m in measured.items() if name not in THIRD_PARTY_ROWS)
+
+    def onnx_fails(spec, timeout_s):
+        if spec.kind == "onnx":
+            raise WorkerError("worker exited with code 1: onnxruntime refused the graph")
+        return _fake_result(spec, timeout_s)
+
+    monkeypatch.setattr(run, "run_in_subprocess", onnx_fails)
+    with pytest.raises(RowFailed, match="^ONNX Runtime: WorkerError: .*onnxruntime refused the graph"):
+        measure_backends(config, artifacts)
+    monkeypatch.setattr(run, "run_in_subprocess", _fake_result)
+    artifacts.pte_int8, artifacts.pte_int8_reason = None, "export failed: RuntimeError: lowering"
+    with pytest.raises(RowFailed, match="^ExecuTorch int8: export failed: RuntimeError: lowering"):
+        measure_backends(config, artifacts)
+
+
+def test_require_measured_lets_only_anchors_be_unavailable():
+    anchor = next(iter(anchors.ANCHORS.values())).label
+    section = Section("training", "Training side", [Column("a", "A")],
+                      rows=[Row.ok("ours", {"a": 1.0}), Row.skipped("ours, --quick", "--quick"),
+                            Row.unavailable(anchor, "timm not installed")])
+    assert require_measured(section) is section
+    section.rows.append(Row.unavailable("SAVVideoDataset items/s", "RuntimeError: no clips"))
+    with pytest.raises(RowFailed, match="^SAVVideoDataset items/s: RuntimeError: no clips$"):
+        require_measured(section)
 
 
 def test_parse_students():
