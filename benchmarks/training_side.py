@@ -65,11 +65,6 @@ DATASET = "SAVVideoDataset items/s (query decode + cache read)"
 DISTILL = "video-distillation clip (batch 1): data vs compute"
 
 
-def unavailable_rows(reason: str) -> list[Row]:
-    """Every training-side row, unavailable for ``reason`` (e.g. no synthetic data)."""
-    return [Row.unavailable(name, reason) for name in (CACHE_STUDENT, CACHE_SAM3, DATASET, DISTILL)]
-
-
 def _guard(name: str, measure) -> Row:
     try:
         return measure()
