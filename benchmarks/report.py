@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from efficient_sam3.files import write_text_atomic
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "unavailable", "skipped")
@@ -131,14 +132,7 @@ def build_result(sections: list[Section], machine: dict, config: dict, created_u
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def write_results(result: dict, markdown: str, out_dir: Path) -> tuple[Path, Path]:

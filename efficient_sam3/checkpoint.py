@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from efficient_sam3.config import EfficientSam3Config
+from efficient_sam3.files import atomic_path, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +33,6 @@ class LoadResult:
     missing_keys: list[str]
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_pretrained(model, directory: str | Path) -> None:
     from safetensors.torch import save_file
 
@@ -52,8 +40,9 @@ def save_pretrained(model, directory: str | Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     config = {"model_type": MODEL_TYPE, **model.config.to_dict()}
-    _atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
+    with atomic_path(directory / WEIGHTS_FILE) as temp:
+        save_file(state, str(temp), metadata={"format": "pt"})
+    write_json_atomic(directory / CONFIG_FILE, config, indent=2)
 
 
 def read_config(directory: str | Path) -> EfficientSam3Config:
@@ -61,12 +50,15 @@ def read_config(directory: str | Path) -> EfficientSam3Config:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no EfficientSAM3 config (expected a directory written by save_pretrained)")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: malformed JSON ({err})") from err
-    if data.pop("model_type", None) != MODEL_TYPE:
+    if not isinstance(data, dict) or data.pop("model_type", None) != MODEL_TYPE:
         raise ValueError(f"{path}: not an EfficientSAM3 config (model_type must be {MODEL_TYPE!r})")
-    return EfficientSam3Config.from_dict(data)
+    try:
+        return EfficientSam3Config.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:  # unknown fields, wrong types or values
+        raise ValueError(f"{path}: invalid EfficientSAM3 config ({err})") from None
 
 
 def load_pretrained(directory: str | Path, map_location: str = "cpu") -> LoadResult:

@@ -371,40 +371,49 @@ def _init_only_modules(kept: list[str]) -> list[str]:
 
 
 def _save_atomically(model: EfficientSam3Model, out: Path) -> None:
-    """Write the checkpoint beside ``out`` under a unique name, then rename it into place."""
-    import shutil
-    import tempfile
+    """Write the checkpoint into a staging folder beside ``out``, then move it into place
+    (``efficient_sam3.files.atomic_directory``: unique staging name, usual mode, stale ones removed)."""
+    from efficient_sam3.files import atomic_directory
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".converting"))
-    try:
+    with atomic_directory(out) as staging:
         model.save_pretrained(staging)
-        if out.exists():
-            out.rmdir()  # empty: checked before converting
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+
+
+def image_size_flag(text: str) -> int:
+    """argparse type of ``--image-size``: a positive multiple of 28 (every FPN level an integer size)."""
+    import argparse
+
+    from efficient_sam3.cli import positive_int
+    from efficient_sam3.config import PATCH_SIZE
+
+    size = positive_int(text)
+    if size % (2 * PATCH_SIZE):
+        raise argparse.ArgumentTypeError(f"{size} is not a multiple of {2 * PATCH_SIZE} (valid sizes: "
+                                         f"{', '.join(str(n * 2 * PATCH_SIZE) for n in (16, 18, 20, 36))}, ...; "
+                                         f"the students run at 504)")
+    return size
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
+    from efficient_sam3.cli import ArgumentParser, fail
+    from efficient_sam3.files import check_creatable
     from efficient_sam3.presets import PRESETS
 
-    parser = argparse.ArgumentParser(prog="python -m efficient_sam3.convert",
-                                     description="Convert a checkpoint people hold into an EfficientSAM3-Edge checkpoint.")
+    parser = ArgumentParser(prog="python -m efficient_sam3.convert",
+                            description="Convert a checkpoint people hold into an EfficientSAM3-Edge checkpoint.")
     parser.add_argument("--from", dest="source", required=True, choices=("efficientsam3", "sam3", "transformers"),
                         help="efficientsam3: a public EfficientSAM3 student .pt; sam3: Meta's sam3.pt; "
                              "transformers: a transformers Sam3Model directory")
     parser.add_argument("path", type=Path, help="the checkpoint file (or directory for --from transformers)")
     parser.add_argument("--out", type=Path, required=True, help="output checkpoint directory")
-    parser.add_argument("--image-size", type=int, default=504, help="input size the student runs at (default 504)")
+    parser.add_argument("--image-size", type=image_size_flag, default=504,
+                        help="input size the student runs at, a multiple of 28 (default 504)")
     parser.add_argument("--preset", default="edge", choices=sorted(PRESETS),
                         help="student shape for --from sam3 / transformers (default edge)")
     args = parser.parse_args(argv)
     try:
+        check_creatable(args.out, "--out checkpoint folder", folder=True)
         if args.out.exists() and any(args.out.iterdir()):
             raise ValueError(f"{args.out}: output directory exists and is not empty")
         if args.source == "efficientsam3":
@@ -414,9 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             report = (convert_from_sam3_checkpoint(args.path, base) if args.source == "sam3"
                       else convert_from_sam3(args.path, base))
         _save_atomically(report.model, args.out)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as error:
+        return fail(error)
     print(f"found: {report.found}")
     print(f"converted {len(report.copied)} tensors; at initialisation: {', '.join(_init_only_modules(report.kept_at_init)) or 'none'}")
     for line in report.skipped_groups:

@@ -41,6 +41,13 @@ FP32_TOLERANCE = ParityTolerance(atol=1e-4, min_mask_iou=0.999, mean_mask_iou=0.
 INT8_TOLERANCE = ParityTolerance(atol=0.05, min_mask_iou=0.0, mean_mask_iou=0.85)
 
 
+def check_prompts(prompts: tuple[str, ...]) -> None:
+    """Every runtime refuses an empty prompt, so an export never stores one."""
+    for prompt in prompts:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"--prompt: {prompt!r} is empty; a stored prompt needs text")
+
+
 def tolerance_for(quantization: str) -> ParityTolerance:
     if quantization not in QUANTIZATION_MODES:
         raise ValueError(f"unknown quantization {quantization!r}; choose from {QUANTIZATION_MODES}")
@@ -64,6 +71,7 @@ class ExecutorchExportConfig:
 
     def __post_init__(self) -> None:
         tolerance_for(self.quantize)
+        check_prompts(self.prompts)
         if self.parity_num_frames < 1:
             raise ValueError(f"parity_num_frames must be >= 1, got {self.parity_num_frames}")
         if self.quantize == "int8" and self.calibration_videos is None:
@@ -84,6 +92,7 @@ class OnnxExportConfig:
     parity_num_frames: int = DEFAULT_PARITY_FRAMES
 
     def __post_init__(self) -> None:
+        check_prompts(self.prompts)
         if self.parity_num_frames < 1:
             raise ValueError(f"parity_num_frames must be >= 1, got {self.parity_num_frames}")
         if self.opset < 18:

@@ -12,6 +12,11 @@ Before anything is moved into place, the new program is checked against the eage
 (export.parity); on a mismatch nothing is written and the command exits 1. The ops left outside the
 XNNPACK delegate are printed per method; a conv, linear, matmul or softmax among them is an error
 (export.lowering.check_delegation) and nothing is written.
+
+Bad input (flags, an unreadable checkpoint or frame source, an output that cannot be written) is found
+before the minutes of lowering start and ends in one ``error:`` line, exit 2 (``efficient_sam3.cli``).
+Ctrl-C and SIGTERM stop it alike: nothing is written (the program goes through a temp name,
+``efficient_sam3.files``), exit 130.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from pathlib import Path
 import torch
 
 from efficient_sam3 import EfficientSam3Model
+from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, non_empty_text, positive_int, \
+    sigterm_as_interrupt
+from efficient_sam3.files import atomic_path, check_creatable
 from export.config import DEFAULT_CALIBRATION_FRAMES, DEFAULT_PARITY_FRAMES, ExecutorchExportConfig, tolerance_for
 from export.frames import read_frames, to_pixel_values
 from export.fuse import deployment_model
@@ -77,10 +85,19 @@ def export_programs(model: EfficientSam3Model, config: ExecutorchExportConfig,
     return programs
 
 
+def check_frame_sources(*sources: Path | None) -> None:
+    """Read one frame of each given frame source now: a missing or unreadable one fails before lowering."""
+    for source in sources:
+        if source is not None:
+            read_frames(source, 1)
+
+
 @torch.no_grad()
 def export_executorch(config: ExecutorchExportConfig) -> ExportResult:
     timer = StageTimer("export.executorch")
     out = Path(config.out)
+    check_creatable(out, "--out program")
+    check_frame_sources(config.calibration_videos, config.parity_frames)
     out.parent.mkdir(parents=True, exist_ok=True)
     with timer.stage(f"load {config.checkpoint}"):
         model = EfficientSam3Model.from_pretrained(config.checkpoint).eval()
@@ -99,48 +116,58 @@ def export_executorch(config: ExecutorchExportConfig) -> ExportResult:
     with timer.stage("serialise"):
         buffer = edge.to_executorch().buffer
 
-    tmp_program = out.with_name(f".{out.name}.{os.getpid()}.tmp.pte")
-    tmp_metadata = metadata_path(tmp_program)
-    try:
-        tmp_program.write_bytes(buffer)
-        metadata = build_metadata(model, "executorch", config.checkpoint, sha, config.quantize,
-                                  prompt_records(model, config.prompts), {name: name for name in METHOD_NAMES})
-        write_json_atomic(tmp_metadata, metadata)
-        with timer.stage("parity check"):
-            frames = config.parity_frames or config.calibration_videos
-            report = check_parity(config.checkpoint, tmp_program, frames, config.parity_num_frames,
-                                  tolerance=config.parity_tolerance or tolerance_for(config.quantize), model=model)
-        print(report.format())
-        if not report.passed:
-            raise ParityError(report)
-        os.replace(tmp_metadata, metadata_path(out))
-        os.replace(tmp_program, out)
-    finally:
-        for path in (tmp_program, tmp_metadata):
-            if path.exists():
-                path.unlink()
+    # The program under a temp name with its metadata beside it (<temp>.json, where load_program looks);
+    # both are moved into place only after parity, the metadata first.
+    with atomic_path(out, suffix=".pte") as tmp_program:
+        tmp_metadata = metadata_path(tmp_program)
+        try:
+            tmp_program.write_bytes(buffer)
+            metadata = build_metadata(model, "executorch", config.checkpoint, sha, config.quantize,
+                                      prompt_records(model, config.prompts), {name: name for name in METHOD_NAMES})
+            write_json_atomic(tmp_metadata, metadata)
+            with timer.stage("parity check"):
+                frames = config.parity_frames or config.calibration_videos
+                report = check_parity(config.checkpoint, tmp_program, frames, config.parity_num_frames,
+                                      tolerance=config.parity_tolerance or tolerance_for(config.quantize), model=model)
+            print(report.format())
+            if not report.passed:
+                raise ParityError(report)
+            os.replace(tmp_metadata, metadata_path(out))
+        finally:
+            tmp_metadata.unlink(missing_ok=True)
     print(f"[export.executorch] wrote {out} ({len(buffer) / 1e6:.1f} MB) and {metadata_path(out)}")
     return ExportResult(out, metadata_path(out), len(buffer), outside, delegates, report, timer.seconds)
 
 
+def pte_path(text: str) -> Path:
+    """argparse type of ``--out``: a path ending in .pte."""
+    if Path(text).suffix != ".pte":
+        raise argparse.ArgumentTypeError(f"{text} must name a .pte file (the metadata goes to <out>.json)")
+    return Path(text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Export EfficientSAM3 to an ExecuTorch program (XNNPACK).")
+    parser = ArgumentParser(description="Export EfficientSAM3 to an ExecuTorch program (XNNPACK).")
     parser.add_argument("--checkpoint", required=True, type=Path, help="save_pretrained directory")
-    parser.add_argument("--out", required=True, type=Path, help="output .pte (metadata goes to <out>.json)")
+    parser.add_argument("--out", required=True, type=pte_path, help="output .pte (metadata goes to <out>.json)")
     parser.add_argument("--quantize", choices=("none", "int8"), default="none")
-    parser.add_argument("--prompt", action="append", default=[], help="prompt whose features are stored (repeatable)")
+    parser.add_argument("--prompt", action="append", default=[], type=non_empty_text,
+                        help="prompt whose features are stored (repeatable)")
     parser.add_argument("--calibration-videos", type=Path, default=None,
                         help="video file or directory of videos for int8 calibration")
-    parser.add_argument("--calibration-frames", type=int, default=DEFAULT_CALIBRATION_FRAMES)
+    parser.add_argument("--calibration-frames", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES)
     parser.add_argument("--parity-frames", type=Path, default=None,
                         help="frames for the parity check (default: the calibration videos, else generated frames)")
-    parser.add_argument("--parity-num-frames", type=int, default=DEFAULT_PARITY_FRAMES)
+    parser.add_argument("--parity-num-frames", type=positive_int, default=DEFAULT_PARITY_FRAMES)
     args = parser.parse_args(argv)
-    config = ExecutorchExportConfig(
-        checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), quantize=args.quantize,
-        calibration_videos=args.calibration_videos, calibration_frames=args.calibration_frames,
-        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames)
+    if args.quantize == "int8" and args.calibration_videos is None:
+        parser.error("--calibration-videos: required with --quantize int8 (a video file or a directory of videos)")
+    sigterm_as_interrupt()
     try:
+        config = ExecutorchExportConfig(
+            checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), quantize=args.quantize,
+            calibration_videos=args.calibration_videos, calibration_frames=args.calibration_frames,
+            parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames)
         export_executorch(config)
     except ParityError as err:
         print(f"error: exported program does not match the model; nothing written\n{err}", file=sys.stderr)
@@ -148,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     except DelegationError as err:
         print(f"error: {err}; nothing written", file=sys.stderr)
         return 1
+    except (OSError, ValueError) as err:
+        return fail(err)
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     return 0
 
 

@@ -15,8 +15,8 @@ level-3 feature), the price of keeping the programs stateless.
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from efficient_sam3 import EfficientSam3Model
+from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, positive_int, sigterm_as_interrupt
 from export.frames import generated_frames, to_pixel_values
 from export.fuse import deployment_model
 from export.parity import random_memory
@@ -157,22 +158,42 @@ def format_latency(results: list[LatencyResult], num_threads: int) -> str:
     return "\n".join(lines)
 
 
+def check_programs(programs: list[Path], profiles: list[Path]) -> None:
+    """Each program exists with readable metadata, and each profiled one is a .pte: bad input fails
+    before any timing."""
+    for path in [*programs, *profiles]:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such program")
+        read_metadata(metadata_path(path))
+    for path in profiles:
+        if Path(path).suffix != ".pte":
+            raise ValueError(f"{path}: --profile needs a .pte (ETDump profiling is ExecuTorch's)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Per-frame latency of eager PyTorch and exported programs.")
+    parser = ArgumentParser(description="Per-frame latency of eager PyTorch and exported programs.")
     parser.add_argument("--checkpoint", required=True, type=Path)
     parser.add_argument("--program", action="append", default=[], type=Path, help=".pte or ONNX directory (repeatable)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--runs", type=positive_int, default=5)
     parser.add_argument("--profile", action="append", default=[], type=Path,
                         help=".pte to profile with ETDump (time outside the delegate)")
     args = parser.parse_args(argv)
-    results = measure_latency(args.checkpoint, args.program, args.threads, args.runs)
-    print(format_latency(results, args.threads))
-    for pte in args.profile:
-        share = operator_time_share(args.checkpoint, pte, args.threads)
-        ops = ", ".join(f"{name} {ms:.2f} ms" for name, ms in share.outside_ms.items()) or "none"
-        print(f"{pte}: frame {share.frame_ms:.1f} ms, delegate {share.delegate_ms:.1f} ms, outside "
-              f"{100 * share.outside_share:.2f}% ({ops})")
+    sigterm_as_interrupt()
+    try:
+        check_programs(args.program, args.profile)
+        results = measure_latency(args.checkpoint, args.program, args.threads, args.runs)
+        print(format_latency(results, args.threads))
+        for pte in args.profile:
+            share = operator_time_share(args.checkpoint, pte, args.threads)
+            ops = ", ".join(f"{name} {ms:.2f} ms" for name, ms in share.outside_ms.items()) or "none"
+            print(f"{pte}: frame {share.frame_ms:.1f} ms, delegate {share.delegate_ms:.1f} ms, outside "
+                  f"{100 * share.outside_share:.2f}% ({ops})")
+    except (OSError, ValueError) as err:
+        return fail(err)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     print(f"host-side memory ring update: {host_state_cost():.3f} ms per frame")
     return 0
 

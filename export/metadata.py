@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from efficient_sam3 import files
 from efficient_sam3.checkpoint import WEIGHTS_FILE
 from export.config import MEMORY_STRIDE, QUANTIZATION_MODES
 from export.wrappers import INPUT_NAMES, METHOD_NAMES, OUTPUT_NAMES
@@ -101,16 +100,10 @@ def build_metadata(model, backend: str, checkpoint: str | Path, checkpoint_sha: 
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
+    """The metadata JSON, written by ``efficient_sam3.files`` (its folder created if missing)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    files.write_json_atomic(path, data)
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -119,8 +112,8 @@ def read_metadata(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing export metadata")
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: malformed JSON ({err})") from err
     if not isinstance(data, dict):
         raise ValueError(f"{path}: metadata must be a JSON object")

@@ -5,22 +5,26 @@
 Recipe: load the checkpoint -> deployment form (export.fuse) -> ``torch.onnx.export(dynamo=True)`` of
 each wrapper (export.wrappers) at opset >= 18 -> ``onnx.checker`` (full check) -> parity with
 onnxruntime on CPU against the eager model (export.parity). The directory is built under a temporary
-name and moved into place only when every check passes; on a parity mismatch the command exits 1.
+name and moved into place only when every check passes (``efficient_sam3.files.atomic_directory``); on
+a parity mismatch the command exits 1. Bad input (flags, an unreadable checkpoint or frame source, an
+output that cannot be written) is found before exporting and ends in one ``error:`` line, exit 2;
+Ctrl-C and SIGTERM stop it alike, nothing written, exit 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from efficient_sam3 import EfficientSam3Model
+from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, non_empty_text, positive_int, \
+    sigterm_as_interrupt
+from efficient_sam3.files import atomic_directory, check_creatable
+from export.frames import read_frames
 from export.config import DEFAULT_PARITY_FRAMES, OnnxExportConfig, tolerance_for
 from export.fuse import deployment_model
 from export.metadata import ONNX_METADATA_FILE, build_metadata, checkpoint_sha256, prompt_records, write_json_atomic
@@ -51,21 +55,13 @@ def export_method(wrapper: torch.nn.Module, method: str, path: Path, opset: int)
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    """Replace ``out`` (if any) by ``staging``; the old directory is removed only after the rename."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.{os.getpid()}.old")
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old)
-
-
 @torch.no_grad()
 def export_onnx(config: OnnxExportConfig) -> OnnxExportResult:
     timer = StageTimer("export.onnx")
     out = Path(config.out)
+    check_creatable(out, "--out folder", folder=True)
+    if config.parity_frames is not None:
+        read_frames(config.parity_frames, 1)  # a missing or unreadable frame source fails now, not after exporting
     out.parent.mkdir(parents=True, exist_ok=True)
     with timer.stage(f"load {config.checkpoint}"):
         model = EfficientSam3Model.from_pretrained(config.checkpoint).eval()
@@ -73,8 +69,7 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportResult:
     with timer.stage("fold BatchNorms and re-parameterise"):
         wrappers = build_entry_points(deployment_model(model))
     files = {name: f"{name}.onnx" for name in METHOD_NAMES}
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(out) as staging:  # replaces ``out`` only when every check passed
         for name in METHOD_NAMES:
             with timer.stage(f"torch.onnx.export {name} (opset {config.opset}) + onnx.checker"):
                 export_method(wrappers[name], name, staging / files[name], config.opset)
@@ -88,32 +83,43 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportResult:
         if not report.passed:
             raise ParityError(report)
         sizes = {name: (staging / files[name]).stat().st_size for name in METHOD_NAMES}
-        _move_into_place(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     print(f"[export.onnx] wrote {out}: " + ", ".join(f"{files[n]} {sizes[n] / 1e6:.1f} MB" for n in METHOD_NAMES))
     return OnnxExportResult(out, {n: out / files[n] for n in METHOD_NAMES}, sizes, config.opset, report, timer.seconds)
 
 
+def opset_flag(text: str) -> int:
+    """argparse type of ``--opset``: 18 or later (the dynamo exporter's minimum)."""
+    opset = positive_int(text)
+    if opset < 18:
+        raise argparse.ArgumentTypeError(f"{opset}: ONNX export needs opset 18 or later")
+    return opset
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Export EfficientSAM3 to ONNX (one file per entry point).")
+    parser = ArgumentParser(description="Export EfficientSAM3 to ONNX (one file per entry point).")
     parser.add_argument("--checkpoint", required=True, type=Path, help="save_pretrained directory")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--prompt", action="append", default=[], help="prompt whose features are stored (repeatable)")
-    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--prompt", action="append", default=[], type=non_empty_text,
+                        help="prompt whose features are stored (repeatable)")
+    parser.add_argument("--opset", type=opset_flag, default=18)
     parser.add_argument("--parity-frames", type=Path, default=None,
                         help="frames for the parity check (video, frame directory or video directory)")
-    parser.add_argument("--parity-num-frames", type=int, default=DEFAULT_PARITY_FRAMES)
+    parser.add_argument("--parity-num-frames", type=positive_int, default=DEFAULT_PARITY_FRAMES)
     args = parser.parse_args(argv)
-    config = OnnxExportConfig(checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt),
-                              opset=args.opset, parity_frames=args.parity_frames,
-                              parity_num_frames=args.parity_num_frames)
+    sigterm_as_interrupt()
     try:
+        config = OnnxExportConfig(checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt),
+                                  opset=args.opset, parity_frames=args.parity_frames,
+                                  parity_num_frames=args.parity_num_frames)
         export_onnx(config)
     except ParityError as err:
         print(f"error: exported ONNX models do not match the model; nothing written\n{err}", file=sys.stderr)
         return 1
+    except (OSError, ValueError) as err:
+        return fail(err)
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     return 0
 
 

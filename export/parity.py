@@ -15,12 +15,11 @@ Gated outputs (``ParityTolerance``): pred_logits, pred_boxes, presence_logits, i
 text_features by max |difference|; pred_masks by the IoU of the binarised masks (logit > 0) per query,
 leaving out pixels whose eager logit is within rounding of 0 (``ParityTolerance.mask_logit_band``).
 The encode_frame features are reported but not gated. Exit code 0 = parity, 1 = outputs differ,
-2 = the program does not come from this checkpoint.
+2 = the program does not come from this checkpoint, or bad input (one ``error:`` line).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 
 from efficient_sam3 import EfficientSam3Model
+from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, positive_int, sigterm_as_interrupt
 from export.config import DEFAULT_PARITY_FRAMES, ParityTolerance, tolerance_for
 from export.frames import generated_frames, read_frames, to_pixel_values
 from export.metadata import checkpoint_sha256
@@ -207,18 +207,23 @@ def check_parity(checkpoint: str | Path, program_path: str | Path, frames: str |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check an exported program against eager PyTorch.")
+    parser = ArgumentParser(description="Check an exported program against eager PyTorch.")
     parser.add_argument("--checkpoint", required=True, type=Path, help="save_pretrained directory")
     parser.add_argument("--program", required=True, type=Path, help="model.pte or an ONNX export directory")
     parser.add_argument("--frames", type=Path, default=None,
                         help="video file, directory of frames or directory of videos (default: generated frames)")
-    parser.add_argument("--num-frames", type=int, default=DEFAULT_PARITY_FRAMES)
+    parser.add_argument("--num-frames", type=positive_int, default=DEFAULT_PARITY_FRAMES)
     args = parser.parse_args(argv)
+    sigterm_as_interrupt()
     try:
         report = check_parity(args.checkpoint, args.program, args.frames, args.num_frames)
     except ProgramMismatchError as err:
-        print(f"error: {args.program}: {err}", file=sys.stderr)
-        return 2
+        return fail(f"{args.program}: {err}")
+    except (OSError, ValueError) as err:  # a missing or malformed checkpoint, program, metadata or frame source
+        return fail(err)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     print(report.format())
     return 0 if report.passed else 1
 

@@ -8,8 +8,11 @@ One file per video, `<out>/<video_id>.safetensors` (safetensors.torch.save_file)
     frame_indices  int64   [N]                video frame numbers 0, 4, 8, ... ascending
     metadata       {"video_id", "teacher", "image_size", "format_version"}
 
-Resumable: a complete file (right shapes, dtypes, frames and teacher) is skipped, anything
-else is recomputed; files are written to a temp name and renamed into place.
+Resumable: a complete file (right shapes, dtypes, frames and teacher, every feature finite) is skipped,
+anything else is recomputed; files are written to a temp name and renamed into place
+(``efficient_sam3.files``), so Ctrl-C or SIGTERM keeps the videos cached so far and leaves no partial
+file: rerunning the same command continues. Bad input (flags, teacher, an SA-V root without videos) is
+one ``error:`` line and exit 2 (``efficient_sam3.cli``); a run with failed videos exits 1.
 """
 
 from __future__ import annotations
@@ -25,8 +28,13 @@ import torch
 from tqdm import tqdm
 
 from runtime.preprocess import preprocess_frame
+from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, non_negative_int, positive_int, \
+    sigterm_as_interrupt
+from efficient_sam3.files import check_creatable
 from training.data.feature_cache import (
     BYTES_PER_FRAME,
+    CACHE_IMAGE_SIZE,
+    FEATURE_GRID,
     FORMAT_VERSION,
     CacheFileError,
     cache_path,
@@ -41,6 +49,7 @@ from training.data.sav import (
     find_videos,
     load_annotation,
 )
+from training.distributed import device_flag
 from training.teacher import Teacher, load_teacher
 from training.cpu_allocator import keep_freed_memory_mapped
 
@@ -95,9 +104,16 @@ def cache_features(config: CacheConfig) -> CacheSummary:
         raise ValueError(f"shard_index {config.shard_index} must be in [0, {config.num_shards})")
     if config.batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {config.batch_size}")
-    videos = find_videos(config.sav_root, config.annotation_type)[config.shard_index :: config.num_shards]
+    if config.image_size != CACHE_IMAGE_SIZE:
+        raise ValueError(f"image_size {config.image_size}: the cache stores {FEATURE_GRID} x {FEATURE_GRID} "
+                         f"features, which only {CACHE_IMAGE_SIZE} px input gives")
     if config.dtype not in COMPUTE_DTYPES:
         raise ValueError(f"dtype must be one of {sorted(COMPUTE_DTYPES)}, got {config.dtype!r}")
+    all_videos = find_videos(config.sav_root, config.annotation_type)
+    if not all_videos:
+        raise ValueError(f"{config.sav_root}: no SA-V videos (*.mp4 with *_{config.annotation_type}.json) "
+                         f"in this folder or below it")
+    videos = all_videos[config.shard_index :: config.num_shards]
     teacher = load_teacher(config.teacher, config.image_size, config.device, COMPUTE_DTYPES[config.dtype])
     summary = CacheSummary(teacher=teacher.identity)
     started = time.perf_counter()
@@ -165,23 +181,36 @@ def format_summary(summary: CacheSummary) -> str:
     return "\n".join(lines)
 
 
+def cache_image_size(text: str) -> int:
+    """argparse type of ``--image-size``: the one size whose features fit the cache."""
+    size = positive_int(text)
+    if size != CACHE_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"{size} is not supported: the cache stores {FEATURE_GRID} x {FEATURE_GRID} "
+                                         f"features, which only --image-size {CACHE_IMAGE_SIZE} gives")
+    return size
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sav-root", type=Path, required=True, help="SA-V train-layout folder")
     parser.add_argument("--out", type=Path, required=True, help="cache folder (<video_id>.safetensors)")
     parser.add_argument(
         "--teacher", type=Path, required=True, help="Meta's sam3.pt, or a SAM3 (transformers) / EfficientSAM3 checkpoint dir"
     )
-    parser.add_argument("--image-size", type=int, default=504)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--image-size", type=cache_image_size, default=CACHE_IMAGE_SIZE,
+                        help=f"input size (only {CACHE_IMAGE_SIZE}: the cache holds {FEATURE_GRID} x {FEATURE_GRID} grids)")
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--device", type=device_flag, default="cpu", help="cpu or cuda[:N]")
     parser.add_argument(
         "--dtype", choices=sorted(COMPUTE_DTYPES), default="auto", help="compute dtype; auto: float16 on CUDA"
     )
-    parser.add_argument("--num-shards", type=int, default=1)
-    parser.add_argument("--shard-index", type=int, default=0)
+    parser.add_argument("--num-shards", type=positive_int, default=1)
+    parser.add_argument("--shard-index", type=non_negative_int, default=0)
     parser.add_argument("--annotation-type", choices=("manual", "auto"), default="manual")
     args = parser.parse_args(argv)
+    if args.shard_index >= args.num_shards:
+        parser.error(f"--shard-index: {args.shard_index} must be below --num-shards ({args.num_shards})")
+    sigterm_as_interrupt()
     keep_freed_memory_mapped()
     config = CacheConfig(
         sav_root=args.sav_root,
@@ -194,12 +223,17 @@ def main(argv: list[str] | None = None) -> int:
         num_shards=args.num_shards,
         shard_index=args.shard_index,
         annotation_type=args.annotation_type,
+        show_progress=sys.stderr.isatty(),  # no progress bar in logs: stderr keeps error lines whole
     )
     try:
+        check_creatable(args.out, "--out cache folder", folder=True)
         summary = cache_features(config)
-    except (FileNotFoundError, ValueError) as error:  # a teacher or SA-V root that cannot be read
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as error:  # a teacher, SA-V root or output that cannot be used
+        return fail(error)
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out} keeps the videos cached so far; rerun the same command to continue",
+              file=sys.stderr)
+        return INTERRUPTED_EXIT
     print(format_summary(summary))
     return 1 if summary.failed else 0
 

@@ -1,7 +1,7 @@
 """Training checkpoints: the trainable modules only, plus everything an exact resume needs.
 
-A checkpoint file (``torch.save``, written to a temp name in the same folder and renamed into place)
-holds:
+A checkpoint file (``torch.save``, written to a temp name in the same folder and renamed into place by
+``efficient_sam3.files.atomic_path``, so an interrupted save leaves the previous checkpoint) holds:
 
     format_version   int
     modules          {module name: state_dict} of the trained modules only (e.g. perceiver_resampler,
@@ -19,15 +19,15 @@ module with frozen parameters (it would be restored over the student's). Loading
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from efficient_sam3.files import atomic_path
 
 FORMAT_VERSION = 1
 LAST_CHECKPOINT = "last.pt"
@@ -98,14 +98,8 @@ def save_training_checkpoint(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(payload, temp_name)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.remove(temp_name)
+    with atomic_path(path) as temp:
+        torch.save(payload, temp)
 
 
 def load_training_checkpoint(

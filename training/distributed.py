@@ -12,6 +12,7 @@ explicitly, once per optimizer step, with one flat all-reduce.
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 
@@ -33,6 +34,26 @@ class DistributedContext:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+
+def device_flag(text: str) -> str:
+    """argparse type of ``--device``: ``cpu``, ``cuda`` or ``cuda:N`` (``mps``), refused at parse time when
+    this machine cannot run it (no CUDA, or fewer CUDA devices than N+1)."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA device (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA devices")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has no MPS device (use --device cpu)")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text}: training runs on cpu, cuda[:N] or mps")
+    return text
 
 
 def init_distributed(device: str = "cpu") -> DistributedContext:

@@ -33,10 +33,7 @@ pHOTA; ``training.concept_metrics``), under "concept" in ``--out``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import tempfile
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +42,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from efficient_sam3.cli import ArgumentParser, fail
+from efficient_sam3.files import check_creatable, write_json_atomic
 from runtime.sav_png import write_video_pngs
 from training.concept_io import evaluate_concepts
 from training.concept_metrics import ConceptResult
@@ -235,13 +234,18 @@ def _prediction_files(pred: Path) -> list[Path]:
     return files
 
 
+class MissingGroundTruth(ValueError):
+    """No ground truth for a predicted video (the prediction is skipped, not the evaluation stopped)."""
+
+
 def _gt_loader(gt_root: Path, video_id: str, json_index: dict[str, Path]) -> list[Masklet]:
+    """The ground truth of one video. A malformed ground-truth file raises a ValueError naming it."""
     if video_id in json_index:
         return load_gt_json(json_index[video_id])
     for video_dir in (gt_root / video_id, gt_root / "Annotations_6fps" / video_id):
         if video_dir.is_dir():
             return load_gt_png_dir(video_dir)
-    raise ValueError(f"no ground truth for video {video_id!r} under {gt_root}")
+    raise MissingGroundTruth(f"no ground truth for video {video_id!r} under {gt_root}")
 
 
 def _is_png_layout(pred: Path) -> bool:
@@ -258,7 +262,9 @@ def evaluate(
     """Evaluate the predictions under ``pred`` (JSON files or SA-V PNG folders) against ``gt_root``.
 
     Bad videos (unreadable prediction, missing ground truth or PNG, size mismatch, ...) are skipped
-    and listed in ``EvalResult.skipped``. Raises when nothing could be scored.
+    and listed in ``EvalResult.skipped``. Raises when nothing could be scored (with the one reason when
+    a single video was given), and on a malformed ground-truth file (naming it): a benchmark that
+    silently drops a video of its ground truth reports a different score.
     """
     pred, gt_root = Path(pred), Path(gt_root)
     if not gt_root.is_dir():
@@ -282,7 +288,11 @@ def evaluate(
             skipped[f"{video_id} ({path.name})"] = f"{path}: duplicate prediction for video {video_id}"
             continue
         try:
-            gt = _gt_loader(gt_root, video_id, json_index)
+            gt = _gt_loader(gt_root, video_id, json_index)  # a malformed ground truth raises, naming its file
+        except MissingGroundTruth as err:
+            skipped[video_id] = f"{path}: {err}"
+            continue
+        try:
             if png_layout:
                 video = evaluate_png_video(gt, path, skip_first_last, bound_th)
             else:
@@ -295,6 +305,8 @@ def evaluate(
         else:
             skipped[video_id] = f"{path}: no object is non-empty in the ground truth at an evaluated frame"
     if not per_video:
+        if len(skipped) == 1:
+            raise ValueError(next(iter(skipped.values())))
         reasons = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:5])
         raise ValueError(f"no video could be evaluated ({len(skipped)} skipped: {reasons})")
     return EvalResult(per_video=per_video, skipped=skipped)
@@ -363,18 +375,11 @@ def format_concept_line(concept: ConceptResult | None) -> str:
 
 def write_result_json(result: EvalResult, path: str | Path, concept: ConceptResult | None = None) -> None:
     """Write ``result`` (and SAM3's concept metrics, when given, under "concept") as JSON atomically
-    (temp file in the same folder, then rename)."""
+    (``efficient_sam3.files``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump({**result_to_dict(result), "concept": None if concept is None else concept.to_dict()}, handle,
+    write_json_atomic(path, {**result_to_dict(result), "concept": None if concept is None else concept.to_dict()},
                       indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def format_table(result: EvalResult) -> str:
@@ -389,32 +394,37 @@ def format_table(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="SA-V official J&F of predictions against SA-V ground truth.")
+def main(argv: list[str] | None = None) -> int:
+    """The CLI. Bad input (flags, files, a malformed ground truth, nothing scorable) ends in one
+    ``error: <file or flag>: <problem>`` line and ``SystemExit(2)``; outputs are checked before any work."""
+    parser = ArgumentParser(description="SA-V official J&F of predictions against SA-V ground truth.")
     parser.add_argument("--pred", required=True,
                         help="prediction JSON file, folder of them, or folder of SA-V PNG video folders")
     parser.add_argument("--gt-root", required=True, help="folder with <video>_manual.json or <video>/<obj>/<frame>.png")
-    parser.add_argument("--out", help="write the result as JSON here")
+    parser.add_argument("--out", type=Path, help="write the result as JSON here")
     parser.add_argument("--do-not-skip-first-and-last-frame", action="store_true",
                         help="score the first and last annotated frames too (not the SA-V val/test standard)")
-    parser.add_argument("--write-official-layout", metavar="DIR",
+    parser.add_argument("--write-official-layout", metavar="DIR", type=Path,
                         help="write DIR/gt and DIR/pred (matched predictions) as PNG folders for sav_evaluator.py")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.pred, args.gt_root, skip_first_last=not args.do_not_skip_first_and_last_frame)
-        if args.write_official_layout:
-            write_official_layout(result, args.gt_root, args.write_official_layout)
-    except (ValueError, OSError) as err:
-        parser.exit(2, f"error: {err}\n")
-    try:
+        if args.out is not None:
+            check_creatable(args.out, "--out file")
+        if args.write_official_layout is not None:
+            check_creatable(args.write_official_layout, "--write-official-layout folder", folder=True)
+        result = evaluate(args.pred, args.gt_root, skip_first_last=not args.do_not_skip_first_and_last_frame,
+                          show_progress=sys.stderr.isatty())  # no progress bar in logs: stderr keeps the error line
         concept = None if _is_png_layout(Path(args.pred)) else evaluate_concepts(args.pred, args.gt_root)
+        if args.write_official_layout is not None:
+            write_official_layout(result, args.gt_root, args.write_official_layout)
+        if args.out is not None:
+            write_result_json(result, args.out, concept)
     except (ValueError, OSError) as err:
-        parser.exit(2, f"error: {err}\n")
+        raise SystemExit(fail(err)) from None
     print(format_table(result))
     print(format_concept_line(concept))
-    if args.out:
-        write_result_json(result, args.out, concept)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

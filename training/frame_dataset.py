@@ -87,7 +87,10 @@ class AnnotatedFrameDataset(Dataset):
         self._video_paths: dict[str, Path] = {}
         self.facts: dict[str, VideoFacts] = {}
         self._items: list[tuple[str, int]] = []
-        for files in find_videos(sav_root, annotation_type):
+        videos = find_videos(sav_root, annotation_type)
+        if not videos:
+            raise ValueError(f"{sav_root}: no SA-V videos (*.mp4 with *_{annotation_type}.json) in this folder or below it")
+        for files in videos:
             try:
                 annotation = load_annotation(files.json_path)
                 degraded = read_degraded_frames(files.json_path, annotation.num_annotated_frames)
@@ -105,7 +108,8 @@ class AnnotatedFrameDataset(Dataset):
             self._items += [(files.video_id, k) for k in range(annotation.num_annotated_frames)
                             if include_degraded_frames or k not in degraded]
         if not self._items:
-            raise ValueError(f"{sav_root}: no usable annotated frames ({len(self.bad_videos)} bad videos)")
+            reasons = "; ".join(reason for _, reason in self.bad_videos[:3])
+            raise ValueError(f"{sav_root}: no usable annotated frames ({len(self.bad_videos)} bad videos: {reasons})")
 
     def __len__(self) -> int:
         return len(self._items)

@@ -7,12 +7,13 @@ Supervision is the ground truth of one prompt per frame (see ``training.batch``)
 ``training.teacher``) FPN level 3 -- the feature the temporal memory stores -- is also aligned to the
 teacher's level 3 by MSE. The memory modules are not used on single frames and stay at their
 initialisation (an exact identity). The student is written with ``save_pretrained`` to
-``<out>/student``, where the video stage finds the latest one automatically.
+``<out>/student``, where the video stage finds the latest one automatically. Bad input (flags, data,
+checkpoints, an output that cannot be written) is one ``error:`` line and exit 2; Ctrl-C and SIGTERM
+stop the run alike (exit 130; the image stage keeps no checkpoint, so it starts again).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import sys
@@ -26,9 +27,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
+from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, non_negative_int, positive_float, positive_int, \
+    sigterm_as_interrupt
+from efficient_sam3.files import check_creatable, write_json_atomic
+from efficient_sam3.presets import PRESETS
 from efficient_sam3.freeze import VIDEO_TRAINABLE_MODULES
 from training.batch import PromptTokenizer, build_batch, sample_rng
 from training.config import IMAGE_STAGE_CHECKPOINT, ImageStageConfig, config_to_dict, timestamped_run_dir
+from training.distributed import device_flag
 from training.frame_dataset import AnnotatedFrameDataset
 from training.losses import SegmentationLoss
 from training.run_log import LOG_FILE, PLOT_FILE, RunLog, plot_loss_curves
@@ -65,13 +71,16 @@ def train_image_stage(config: ImageStageConfig) -> ImageStageResult:
     seed_everything(config.seed)
     device = torch.device(config.device)
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_creatable(out_dir, "run folder", folder=True)  # before any work
     dataset = AnnotatedFrameDataset(config.sav_root, max_objects_per_frame=config.max_objects_per_frame,
                                     include_degraded_frames=config.include_degraded_frames,
                                     annotation_type=config.annotation_type)
     model = build_student(config.preset, config.init_checkpoint).to(device)
     if dataset.image_size != model.config.image_size:
-        raise ValueError(f"dataset image size {dataset.image_size} != model image size {model.config.image_size}")
+        source = config.init_checkpoint or f"preset {config.preset!r}"
+        raise ValueError(f"{source}: the model runs at {model.config.image_size} px (preset "
+                         f"{model.config.preset!r}), the training frames are {dataset.image_size} px")
+    out_dir.mkdir(parents=True, exist_ok=True)
     teacher = None
     if config.teacher is not None:
         from training.teacher import load_teacher
@@ -139,48 +148,53 @@ def train_image_stage(config: ImageStageConfig) -> ImageStageResult:
     model.eval()
     checkpoint = out_dir / IMAGE_STAGE_CHECKPOINT
     model.save_pretrained(checkpoint)
-    (out_dir / "image_config.json").write_text(_json(config_to_dict(config)))
+    write_json_atomic(out_dir / "image_config.json", config_to_dict(config), indent=2)
     plot_loss_curves(log_path, plot_path, title="image stage")
     return ImageStageResult(checkpoint=checkpoint, steps=config.steps, final_loss=row.get("loss", float("nan")),
                             log_path=log_path, plot_path=plot_path, wall_time_s=time.perf_counter() - started)
 
 
-def _json(data: dict) -> str:
-    import json
-
-    return json.dumps(data, indent=2)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Image stage: train the whole student on single annotated frames.")
+    parser = ArgumentParser(description="Image stage: train the whole student on single annotated frames.")
     parser.add_argument("--sav-root", type=Path, required=True, help="SA-V train-layout folder")
     parser.add_argument("--out", type=Path, help="run folder (default runs/image-<timestamp>)")
     parser.add_argument("--teacher", type=Path, help="align FPN level 3 to this SAM3/EfficientSAM3 checkpoint")
     parser.add_argument("--init", type=Path, help="start from this EfficientSAM3 checkpoint instead of random")
-    parser.add_argument("--preset", default="tiny", help="model preset when starting from random weights")
-    parser.add_argument("--steps", type=int, default=ImageStageConfig.steps)
-    parser.add_argument("--batch-size", type=int, default=ImageStageConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=ImageStageConfig.lr)
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
+                        help="model preset when starting from random weights")
+    parser.add_argument("--steps", type=positive_int, default=ImageStageConfig.steps)
+    parser.add_argument("--batch-size", type=positive_int, default=ImageStageConfig.batch_size)
+    parser.add_argument("--lr", type=positive_float, default=ImageStageConfig.lr)
     parser.add_argument("--include-degraded", action="store_true", help="also train on synthetic degraded frames")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", type=device_flag, default="cpu")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     args = parser.parse_args(argv)
+    sigterm_as_interrupt()
     keep_freed_memory_mapped()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = ImageStageConfig(
-        sav_root=args.sav_root,
-        out_dir=args.out or timestamped_run_dir("image"),
-        preset=args.preset,
-        init_checkpoint=args.init,
-        teacher=args.teacher,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        include_degraded_frames=args.include_degraded,
-        seed=args.seed,
-        device=args.device,
-    )
-    result = train_image_stage(config)
+    out_dir = args.out or timestamped_run_dir("image")
+    try:
+        config = ImageStageConfig(
+            sav_root=args.sav_root,
+            out_dir=out_dir,
+            preset=args.preset,
+            init_checkpoint=args.init,
+            teacher=args.teacher,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            include_degraded_frames=args.include_degraded,
+            seed=args.seed,
+            device=args.device,
+            show_progress=sys.stderr.isatty(),  # a progress bar on a terminal, not in logs
+        )
+        result = train_image_stage(config)
+    except (OSError, ValueError) as error:
+        return fail(error)
+    except KeyboardInterrupt:
+        print(f"interrupted: {out_dir} holds no student yet (the image stage keeps no checkpoint); run it again",
+              file=sys.stderr)
+        return INTERRUPTED_EXIT
     print(f"image stage: {result.steps} steps in {result.wall_time_s:.0f} s, final loss {result.final_loss:.4f}; "
           f"student written to {result.checkpoint}")
     return 0

@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
 from runtime.sav_png import frame_file_name, object_dir_name
+from training.data.rle import check_rle
 from training.data.sav import load_annotation
 
 
@@ -37,22 +38,9 @@ class Masklet:
 
 
 def coco_rle(obj: object, where: str) -> dict:
-    """Validate a COCO RLE (compressed str/bytes or uncompressed list counts) -> compressed."""
-    if not isinstance(obj, dict) or "size" not in obj or "counts" not in obj:
-        raise ValueError(f"{where}: expected a COCO RLE dict with 'size' and 'counts'")
-    size = obj["size"]
-    integral = isinstance(size, list) and all(isinstance(s, (int, float)) and s > 0 and s == int(s) for s in size)
-    if not integral or len(size) != 2:
-        raise ValueError(f"{where}: RLE size must be [height, width], got {size!r}")
-    size = [int(s) for s in size]
-    counts = obj["counts"]
-    if isinstance(counts, list):
-        return mask_utils.frPyObjects({"size": size, "counts": counts}, *size)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    if not isinstance(counts, bytes):
-        raise ValueError(f"{where}: RLE counts must be a string or a list, got {type(counts).__name__}")
-    return {"size": list(size), "counts": counts}
+    """Validate a COCO RLE (compressed str/bytes or uncompressed list counts; ``training.data.rle``:
+    counts non-negative and adding up to height x width) -> compressed. Errors start with ``where``."""
+    return check_rle(obj, where)
 
 
 def read_json(path: Path) -> dict:
@@ -71,13 +59,15 @@ def _field(data: dict, key: str, kind: type, path: Path) -> object:
     return data[key]
 
 
-def _per_object_rles(masklet: list, num_objects: int, path: Path) -> list[list[dict]]:
-    """``masklet[entry][object]`` -> validated compressed RLEs, one list per entry."""
+def _per_object_rles(masklet: list, frame_indices: list[int], obj_ids: list[int], path: Path) -> list[list[dict]]:
+    """``masklet[entry][object]`` -> validated compressed RLEs, one list per entry (entry k is frame
+    ``frame_indices[k]``; errors name the file, the frame and the object)."""
     entries = []
     for index, entry in enumerate(masklet):
-        if not isinstance(entry, list) or len(entry) != num_objects:
-            raise ValueError(f"{path}: masklet[{index}] must list {num_objects} objects")
-        entries.append([coco_rle(rle, f"{path}: masklet[{index}][{obj}]") for obj, rle in enumerate(entry)])
+        if not isinstance(entry, list) or len(entry) != len(obj_ids):
+            raise ValueError(f"{path}: masklet[{index}] must list {len(obj_ids)} objects")
+        entries.append([coco_rle(rle, f"{path}: masklet[{index}][{obj}] (frame {frame_indices[index]}, "
+                                      f"object {obj_ids[obj]})") for obj, rle in enumerate(entry)])
     return entries
 
 
@@ -99,10 +89,8 @@ def load_gt_json(path: Path) -> list[Masklet]:
         Masklet(
             obj_id=obj_id,
             category=None if annotation.categories is None else annotation.categories[slot],
-            frames={
-                frame: coco_rle(annotation.masklet[k][slot], f"{path}: masklet[{k}][{slot}]")
-                for k, frame in enumerate(frames)
-            },
+            frames={frame: coco_rle(annotation.masklet[k][slot], annotation.rle_source(k, slot))
+                    for k, frame in enumerate(frames)},
         )
         for slot, obj_id in enumerate(annotation.obj_ids)
     ]
@@ -192,9 +180,12 @@ def load_prediction_json(path: Path) -> PredictionVideo:
     frame_indices = _field(data, "frame_indices", list, path)
     if not all(isinstance(t, int) and t >= 0 for t in frame_indices) or len(set(frame_indices)) != len(frame_indices):
         raise ValueError(f"{path}: frame_indices must be unique non-negative integers")
-    entries = _per_object_rles(_field(data, "masklet", list, path), len(obj_ids), path)
-    if len(entries) != len(frame_indices):
-        raise ValueError(f"{path}: {len(entries)} masklet entries but {len(frame_indices)} frame_indices")
+    if not all(isinstance(i, (int, float)) and not isinstance(i, bool) and float(i).is_integer() for i in obj_ids):
+        raise ValueError(f"{path}: masklet_id must list integers")
+    masklet = _field(data, "masklet", list, path)
+    if len(masklet) != len(frame_indices):
+        raise ValueError(f"{path}: {len(masklet)} masklet entries but {len(frame_indices)} frame_indices")
+    entries = _per_object_rles(masklet, frame_indices, obj_ids, path)
     categories = _categories(data, len(obj_ids), path)
     masklets = [
         Masklet(

@@ -41,8 +41,6 @@ the positive prompts, as before. Prompts are decoded ``PROMPTS_PER_BATCH`` at a 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 import zlib
@@ -55,12 +53,15 @@ import torch.nn.functional as F
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from efficient_sam3.cli import ArgumentParser, fail, non_negative_int, probability
+from efficient_sam3.files import check_creatable, write_json_atomic
 from efficient_sam3.outputs import TextFeatures, VisionFeatures
 from runtime.preprocess import preprocess_frame
 from runtime.tracker import TrackerConfig, TrackerState, update_tracks
 from training.batch import PromptTokenizer
 from training.config import DEFAULT_PROMPT
 from training.data.feature_cache import CacheFileError, cache_path, load_cached_features, read_cache_header
+from training.distributed import device_flag
 from training.data.sav import SAVFormatError, VideoFrameReader, check_video_matches, find_videos, load_annotation
 from training.frame_dataset import read_degraded_frames
 from training.concept_metrics import ConceptMasklet, PhrasePair, concept_metrics
@@ -293,6 +294,8 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
     skipped: dict[str, str] = {}
     scores: list[_VideoScores] = []
     videos = list(find_videos(sav_root, annotation_type))
+    if not videos:
+        raise ValueError(f"{sav_root}: no SA-V videos (*.mp4 with *_{annotation_type}.json) in this folder or below it")
     for index, files in enumerate(tqdm(videos, desc="memory eval", unit="video", disable=not show_progress)):
         control_files = videos[(index + 1) % len(videos)] if len(videos) > 1 else None
         try:
@@ -354,25 +357,31 @@ def format_memory_table(result: MemoryEvalResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="J&F with memory off / on (cached) / on (student features) / on (another video's memory).")
+    parser = ArgumentParser(description="J&F with memory off / on (cached) / on (student features) / on (another video's memory).")
     parser.add_argument("--model", type=Path, required=True, help="EfficientSAM3 checkpoint directory")
     parser.add_argument("--sav-root", type=Path, required=True, help="held-out SA-V train-layout folder")
     parser.add_argument("--cache-dir", type=Path, required=True, help="feature cache of those videos")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--threshold", type=probability, default=DEFAULT_THRESHOLD)
     parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES), help="first = primary")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--max-negative-prompts", type=int, help="absent phrases prompted per video (default: all)")
+    parser.add_argument("--device", type=device_flag, default="cpu")
+    parser.add_argument("--max-negative-prompts", type=non_negative_int,
+                        help="absent phrases prompted per video (default: all)")
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     args = parser.parse_args(argv)
     from efficient_sam3 import EfficientSam3Model
 
-    model = EfficientSam3Model.from_pretrained(args.model)
-    result = evaluate_memory(model, args.sav_root, args.cache_dir, args.threshold, args.device,
-                             rules=tuple(args.rules), max_negative_prompts=args.max_negative_prompts)
+    try:
+        if args.out is not None:
+            check_creatable(args.out, "--out file")
+        model = EfficientSam3Model.from_pretrained(args.model)
+        result = evaluate_memory(model, args.sav_root, args.cache_dir, args.threshold, args.device,
+                                 rules=tuple(args.rules), max_negative_prompts=args.max_negative_prompts)
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(args.out, result.to_dict(), indent=2)
+    except (OSError, ValueError) as error:
+        return fail(error)
     print(format_memory_table(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result.to_dict(), indent=2))
     return 0
 
 

@@ -20,13 +20,13 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from efficient_sam3 import EfficientSam3Model
+from efficient_sam3.files import check_creatable, write_text_atomic
 from training.cache_teacher import CacheConfig, cache_features
 from training.config import ImageStageConfig, PipelineConfig, VideoDistillationConfig, config_to_dict, \
     timestamped_run_dir
@@ -54,6 +54,7 @@ def run_default_pipeline(config: PipelineConfig) -> dict:
     out_dir = Path(config.out_dir or timestamped_run_dir("pipeline"))
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir}: run folder is not empty; pick a new --out")
+    check_creatable(out_dir, "run folder", folder=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
@@ -186,11 +187,4 @@ def _finite(value):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(_finite(data), out, indent=2, default=str, allow_nan=False)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.remove(temp_name)
+    write_text_atomic(path, json.dumps(_finite(data), indent=2, default=str, allow_nan=False))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
+
+from efficient_sam3.files import atomic_path, write_text_atomic
 
 LOG_FILE = "log.jsonl"
 PLOT_FILE = "loss_curves.png"
@@ -28,7 +28,7 @@ class RunLog:
             self.path.write_text("")
         else:
             kept = [row for row in read_log(self.path) if row["step"] <= resume_from_step] if self.path.exists() else []
-            _atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in kept))
+            write_text_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         self._handle = open(self.path, "a", encoding="utf-8")
 
     def write(self, row: dict) -> None:
@@ -93,23 +93,8 @@ def plot_loss_curves(log_path: Path, png_path: Path, title: str = "") -> None:
     figure.tight_layout()
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{png_path.stem}.", suffix=".png", dir=png_path.parent)
-    os.close(handle)
     try:
-        figure.savefig(temp_name, dpi=100)
-        os.replace(temp_name, png_path)
+        with atomic_path(png_path, suffix=".png") as temp:  # matplotlib picks the format from the suffix
+            figure.savefig(temp, dpi=100)
     finally:
         plt.close(figure)
-        if os.path.exists(temp_name):
-            os.remove(temp_name)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.remove(temp_name)

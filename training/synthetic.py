@@ -16,8 +16,6 @@ Output is a function of (seed, video index) only.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,9 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
+
+from efficient_sam3.cli import ArgumentParser, fail, non_negative_int, positive_int
+from efficient_sam3.files import atomic_path, check_creatable, write_json_atomic
 
 from training.data.sav import ANNOTATION_STRIDE, VIDEO_FPS
 from training.synthetic_scene import (
@@ -117,32 +118,30 @@ def write_synthetic_video(
     json_path = out_dir / f"{video_id}_manual.json"
     _write_video_atomic(video_path, frames, fourcc)
     annotation = build_annotation(scene, video_id, split, np.stack(annotated_masks), video_seed)
-    temp_json = json_path.with_name(f".{json_path.name}.tmp")
-    with open(temp_json, "w", encoding="utf-8") as handle:
-        json.dump(annotation, handle)
-    os.replace(temp_json, json_path)
+    write_json_atomic(json_path, annotation)
     return SyntheticVideo(video_id=video_id, split=split, video_path=video_path, json_path=json_path)
 
 
 def _write_video_atomic(video_path: Path, frames: list[np.ndarray], fourcc: str) -> None:
     """Write RGB frames at 24 fps, check that cv2 reads back every frame, then rename into place."""
     height, width = frames[0].shape[:2]
-    temp_path = video_path.with_name(f".{video_path.stem}.tmp.mp4")
-    writer = cv2.VideoWriter(str(temp_path), cv2.VideoWriter_fourcc(*fourcc), VIDEO_FPS, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"{video_path}: cv2 cannot write fourcc {fourcc!r} videos on this machine")
-    try:
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    capture = cv2.VideoCapture(str(temp_path))
-    readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
-    capture.release()
-    if readable != len(frames):
-        temp_path.unlink(missing_ok=True)
-        raise RuntimeError(f"{video_path}: wrote {len(frames)} frames but cv2 reads back {readable}")
-    os.replace(temp_path, video_path)
+
+    def check_readable(temp_path: Path) -> None:
+        capture = cv2.VideoCapture(str(temp_path))
+        readable = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        capture.release()
+        if readable != len(frames):
+            raise RuntimeError(f"{video_path}: wrote {len(frames)} frames but cv2 reads back {readable}")
+
+    with atomic_path(video_path, suffix=".mp4", verify=check_readable) as temp_path:  # cv2 needs the .mp4
+        writer = cv2.VideoWriter(str(temp_path), cv2.VideoWriter_fourcc(*fourcc), VIDEO_FPS, (width, height))
+        if not writer.isOpened():
+            raise RuntimeError(f"{video_path}: cv2 cannot write fourcc {fourcc!r} videos on this machine")
+        try:
+            for frame in frames:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
 
 
 def build_annotation(
@@ -205,14 +204,30 @@ def _size_bucket(area: float) -> str:
     return "medium" if area < MEDIUM_AREA else "large"
 
 
+def val_fraction(text: str) -> float:
+    """argparse type of ``--val-fraction``: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must be in [0, 1) (0 writes one flat folder)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write synthetic SA-V-format videos and annotations.")
+    parser = ArgumentParser(description="Write synthetic SA-V-format videos and annotations.")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--videos", type=int, required=True, help="number of videos")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION, help="0 writes one flat folder")
+    parser.add_argument("--videos", type=positive_int, required=True, help="number of videos")
+    parser.add_argument("--seed", type=non_negative_int, required=True)
+    parser.add_argument("--val-fraction", type=val_fraction, default=DEFAULT_VAL_FRACTION,
+                        help="0 writes one flat folder")
     args = parser.parse_args(argv)
-    video_ids = generate_dataset(args.out, args.videos, args.seed, args.val_fraction, show_progress=True)
+    try:
+        check_creatable(args.out, "--out folder", folder=True)
+        video_ids = generate_dataset(args.out, args.videos, args.seed, args.val_fraction, show_progress=True)
+    except (OSError, ValueError) as error:
+        return fail(error)
     print(f"wrote {len(video_ids)} videos to {args.out}")
     return 0
 

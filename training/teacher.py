@@ -92,8 +92,13 @@ def load_teacher(
     config_path = checkpoint_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path}: teacher checkpoint has no config.json")
-    with open(config_path, encoding="utf-8") as handle:
-        model_type = json.load(handle).get("model_type")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{config_path}: malformed JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path}: top level must be a JSON object")
+    model_type = config.get("model_type")
     identity = f"{checkpoint_dir.name}:{weights_sha256(checkpoint_dir)[:16]}"
     if model_type in SAM3_VISION_PREFIXES:
         vision_model = _load_sam3_vision(checkpoint_dir, model_type, image_size)

@@ -12,13 +12,15 @@ the frozen DETR decoder and mask decoder. No teacher is loaded: context features
 initialisation and only ``memory_cross_attn`` is trained and checkpointed; see ``trained_modules``).
 Writes ``<out>/checkpoints/last.pt`` (trainable modules + optimizer + scheduler + step + RNG),
 ``<out>/log.jsonl``, ``<out>/loss_curves.png`` and ``<out>/final_model`` (save_pretrained).
+Ctrl-C and SIGTERM stop the run the same way: the last checkpoint stays (written atomically), exit
+130, and ``--resume <out>`` continues the same schedule. Bad input (flags, checkpoints, data, an output
+that cannot be written) is one ``error:`` line and exit 2 (``efficient_sam3.cli``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import math
 import sys
@@ -31,6 +33,9 @@ import torch
 from tqdm import tqdm
 
 from efficient_sam3.checkpoint import load_pretrained
+from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, non_negative_float, non_negative_int, \
+    positive_float, positive_int, probability, sigterm_as_interrupt
+from efficient_sam3.files import check_creatable, write_json_atomic
 from efficient_sam3.freeze import VIDEO_TRAINABLE_MODULES, freeze_for_video_distillation, set_frozen_eval
 from efficient_sam3.outputs import SegmentationOutput
 from training.batch import PromptedBatch, PromptTokenizer, build_batch, sample_rng
@@ -39,9 +44,10 @@ from training.checkpoint import LAST_CHECKPOINT, check_trainable_modules, load_t
 from training.clip_order import epoch_order, samples_per_epoch
 from training.config import FINAL_MODEL_DIR, IMAGE_STAGE_CHECKPOINT, RESUME_FIELDS, VideoDistillationConfig, \
     timestamped_run_dir
+from training.data.sav import find_videos
 from training.data.video_dataset import SAVVideoDataset
 from training.distributed import DistributedContext, average_gradients, barrier, broadcast_object, \
-    broadcast_parameters, init_distributed, mean_over_ranks, shutdown
+    broadcast_parameters, device_flag, init_distributed, mean_over_ranks, shutdown
 from training.frame_dataset import read_video_facts
 from training.image import seed_everything
 from training.losses import SegmentationLoss
@@ -154,6 +160,11 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
     out_dir = config.out_dir or (resume_path.parent.parent if resume_path
                                  else timestamped_run_dir("video", config.runs_dir))
     out_dir = Path(broadcast_object(str(out_dir), context))
+    if context.is_main:
+        check_creatable(out_dir, "run folder", folder=True)  # before any work
+    if not find_videos(config.sav_root, config.annotation_type):
+        raise ValueError(f"{config.sav_root}: no SA-V videos (*.mp4 with *_{config.annotation_type}.json) "
+                         f"in this folder or below it")
     student_dir = config.student_checkpoint or find_latest_student(config.runs_dir)
     student_dir = Path(broadcast_object(str(student_dir), context))
 
@@ -164,8 +175,8 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
         print(f"{student_dir}: {len(loaded.missing_keys)} memory-module keys missing, kept at initialisation: "
               + ", ".join(loaded.missing_keys))
     if model.config.memory.context_frames != config.context_frames:
-        raise ValueError(f"context_frames {config.context_frames} != the model's memory.context_frames "
-                         f"{model.config.memory.context_frames}")
+        raise ValueError(f"{student_dir}: the student's memory.context_frames is {model.config.memory.context_frames} "
+                         f"(preset {model.config.preset!r}), this run uses context_frames {config.context_frames}")
     modules = trained_modules(config.perceiver_lr_scale)
     freeze_for_video_distillation(model, modules)
     check_trainable_modules(model, modules)
@@ -181,7 +192,8 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
                               max_objects_per_frame=config.max_objects_per_frame,
                               image_size=model.config.image_size, skip_bad_videos=True)
     if len(dataset) == 0:
-        raise ValueError(f"{config.sav_root}: no clips (bad videos: {[b.reason for b in dataset.bad_videos]})")
+        reasons = "; ".join(bad.reason for bad in dataset.bad_videos[:3]) or "no SA-V videos in this folder or below it"
+        raise ValueError(f"{config.sav_root}: no clips ({len(dataset.bad_videos)} bad videos: {reasons})")
     facts = read_video_facts(config.sav_root, config.annotation_type)
     clip_keys = [dataset.item_key(index) for index in range(len(dataset))]
     degraded_keys = {(v, q) for v, q in clip_keys if q in facts[v].degraded_frames}
@@ -210,7 +222,7 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
     log_path, plot_path = out_dir / LOG_FILE, out_dir / PLOT_FILE
     run_log = RunLog(log_path, resume_from_step=step if resume_path else None) if context.is_main else None
     if context.is_main:
-        (out_dir / "video_config.json").write_text(json.dumps({**run_config, "student": student}, indent=2))
+        write_json_atomic(out_dir / "video_config.json", {**run_config, "student": student}, indent=2)
     saw_gradient = dict.fromkeys(names, False)
     orders: dict[int, list[int]] = {}
     row: dict = {}
@@ -270,8 +282,8 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
             raise AssertionError(f"debug: trainable parameters never received a nonzero gradient: {never}")
     digest = trainable_sha256(model)
     if config.debug:
-        (out_dir / f"debug_rank{context.rank}.json").write_text(json.dumps({"rank": context.rank, "step": step,
-                                                                             "trainable_sha256": digest}))
+        write_json_atomic(out_dir / f"debug_rank{context.rank}.json",
+                          {"rank": context.rank, "step": step, "trainable_sha256": digest})
     final_model = out_dir / FINAL_MODEL_DIR
     if context.is_main:
         run_log.close()
@@ -319,7 +331,7 @@ def _check_resume_compatible(saved: dict, current: dict, saved_student: dict, st
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = VideoDistillationConfig()
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Video stage: train the temporal memory on SA-V clips with cached features. Without "
                     "--sav-root it runs the offline default pipeline (synthetic data, image stage, feature "
                     "caching, video stage, memory ON/OFF evaluation) in --out.")
@@ -333,30 +345,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help=f"{DEBUG_STEPS} steps on {DEBUG_MAX_VIDEOS} videos, checking losses and gradients "
                              f"(without --sav-root: a smoke run of the default pipeline)")
-    parser.add_argument("--device", default=defaults.device)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--perceiver-lr-scale", type=float, default=defaults.perceiver_lr_scale,
+    parser.add_argument("--device", type=device_flag, default=defaults.device)
+    parser.add_argument("--lr", type=positive_float, default=defaults.lr)
+    parser.add_argument("--perceiver-lr-scale", type=non_negative_float, default=defaults.perceiver_lr_scale,
                         help="the perceiver trains at lr * this; 0 keeps it at its initialisation")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch)
-    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum)
-    parser.add_argument("--degraded-fraction", type=float, default=defaults.degraded_fraction,
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch)
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=defaults.warmup_steps)
+    parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    parser.add_argument("--grad-accum", type=positive_int, default=defaults.grad_accum)
+    parser.add_argument("--degraded-fraction", type=probability, default=defaults.degraded_fraction,
                         help="share of query frames drawn from synthetic degraded frames")
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
-    parser.add_argument("--stop-after-steps", type=int, help="end early; --resume continues the same schedule")
-    parser.add_argument("--max-videos", type=int, help="train on the first N videos only")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every)
+    parser.add_argument("--stop-after-steps", type=positive_int, help="end early; --resume continues the same schedule")
+    parser.add_argument("--max-videos", type=positive_int, help="train on the first N videos only")
     parser.add_argument("--annotation-type", choices=("manual", "auto"), default=defaults.annotation_type)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=non_negative_int, default=defaults.seed)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    keep_freed_memory_mapped()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.sav_root is None:
         pipeline_flags = {"out", "debug", "device", "seed"}
         ignored = sorted(name for name, value in vars(args).items()
@@ -365,32 +375,56 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{', '.join('--' + n.replace('_', '-') for n in ignored)}: only with --sav-root (without it the "
                          f"default pipeline runs on its own synthetic data and takes only --out, --debug, --device, "
                          f"--seed)")
-        from training.config import PipelineConfig
-        from training.pipeline import run_default_pipeline
-
-        pipeline = PipelineConfig.smoke(args.out) if args.debug else PipelineConfig(out_dir=args.out)
-        pipeline = replace(pipeline, device=args.device, seed=args.seed)
-        run_default_pipeline(pipeline)
-        return 0
-    if args.cache_dir is None:
-        parser.error("--cache-dir is required with --sav-root")
+    elif args.cache_dir is None:
+        parser.error("--cache-dir: required with --sav-root")
     resume = args.resume
     if resume == Path("__out__"):
         if args.out is None:
-            parser.error("bare --resume needs --out (the run folder to continue)")
+            parser.error("--resume: a bare --resume needs --out (the run folder to continue)")
         resume = args.out
-    config = VideoDistillationConfig(
-        sav_root=args.sav_root, cache_dir=args.cache_dir, out_dir=args.out, student_checkpoint=args.student_ckpt,
-        runs_dir=args.runs_dir, resume=resume, annotation_type=args.annotation_type, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, lr=args.lr, perceiver_lr_scale=args.perceiver_lr_scale,
-        warmup_steps=args.warmup_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        degraded_fraction=args.degraded_fraction, checkpoint_every=args.checkpoint_every,
-        stop_after_steps=args.stop_after_steps, max_videos=args.max_videos,
-        debug=args.debug, seed=args.seed, device=args.device)
-    result = train_video_stage(config)
+    sigterm_as_interrupt()
+    keep_freed_memory_mapped()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.sav_root is None:
+        return _run_pipeline(args)
+    out_dir = args.out or (None if resume is not None else timestamped_run_dir("video", args.runs_dir))
+    try:
+        config = VideoDistillationConfig(
+            sav_root=args.sav_root, cache_dir=args.cache_dir, out_dir=out_dir, student_checkpoint=args.student_ckpt,
+            runs_dir=args.runs_dir, resume=resume, annotation_type=args.annotation_type, epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch, lr=args.lr, perceiver_lr_scale=args.perceiver_lr_scale,
+            warmup_steps=args.warmup_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
+            degraded_fraction=args.degraded_fraction, checkpoint_every=args.checkpoint_every,
+            stop_after_steps=args.stop_after_steps, max_videos=args.max_videos,
+            debug=args.debug, seed=args.seed, device=args.device,
+            show_progress=sys.stderr.isatty())  # a progress bar on a terminal, not in logs
+        result = train_video_stage(config)
+    except (OSError, ValueError) as error:
+        return fail(error)
+    except KeyboardInterrupt:
+        run = out_dir or resume
+        print(f"interrupted: {run} keeps its last checkpoint; continue with --resume {run}", file=sys.stderr)
+        return INTERRUPTED_EXIT
     if result.rank == 0:
         print(f"video stage: {result.steps}/{result.total_steps} steps, final loss {result.final_loss:.4f}, "
               f"{result.wall_time_s:.0f} s; checkpoint {result.checkpoint}; model {result.final_model}")
+    return 0
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    """The offline default pipeline (no --sav-root), with the same error and interrupt handling."""
+    from training.config import PipelineConfig
+    from training.pipeline import run_default_pipeline
+
+    pipeline = PipelineConfig.smoke(args.out) if args.debug else PipelineConfig(out_dir=args.out)
+    pipeline = replace(pipeline, device=args.device, seed=args.seed)
+    try:
+        run_default_pipeline(pipeline)
+    except (OSError, ValueError) as error:
+        return fail(error)
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out or 'the pipeline run folder'} is incomplete; start a new run", file=sys.stderr)
+        return INTERRUPTED_EXIT
     return 0
 
 

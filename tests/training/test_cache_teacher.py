@@ -1,6 +1,12 @@
 import importlib.util
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -237,3 +243,67 @@ def test_student_checkpoint_caches_its_own_memory_features(tmp_path):
         reference = model.encode_image(pixels).memory_features
     cached = load_file(cache_path(tmp_path / "cache", files.video_id))["features"][1:2].float()
     torch.testing.assert_close(cached, reference.half().float(), atol=2e-3, rtol=2e-3)
+
+
+def test_nan_features_behind_a_valid_header_are_recomputed_on_resume(sav_root, teacher_dir, cached_run, tmp_path):
+    first, first_dir = cached_run
+    shutil.copytree(first_dir, tmp_path, dirs_exist_ok=True)
+    path = cache_path(tmp_path, "sav_000002")
+    header = read_cache_header(path)
+    features = load_file(path)["features"]
+    features[0, 0, 0, 0] = float("nan")
+    write_cache_file(path, features, list(header.frame_indices), header.metadata)  # header unchanged
+    resumed = cache_features(config_for(sav_root, tmp_path, teacher_dir))
+    assert resumed.cached == ["sav_000002"] and resumed.skipped == ["sav_000001", "sav_000003"]
+    assert torch.isfinite(load_file(path)["features"]).all()
+
+
+_KILLED_WHILE_WRITING = """
+import signal, sys, time
+import training.data.feature_cache as feature_cache
+from training.cache_teacher import main
+
+real_save, calls = feature_cache.save_file, []
+
+def save_then_hang(tensors, filename, metadata=None):
+    calls.append(filename)
+    if len(calls) == 1:
+        return real_save(tensors, filename, metadata=metadata)
+    with open(filename, "wb") as handle:  # the second video: killed halfway through its file
+        handle.write(b"partial")
+    open(sys.argv[1], "w").close()
+    time.sleep(120)
+
+feature_cache.save_file = save_then_hang
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_leaves_the_state_ctrl_c_leaves(tmp_path, signum, capsys):
+    """A real signal to a caching run killed while writing its second file: exit 130 with one line,
+    the first video kept, no partial or temp file, and the same command continues."""
+    from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
+
+    sav = tmp_path / "sav"
+    generate_dataset(sav, 3, seed=4, val_fraction=0.0, scene_config=SceneConfig(min_frames=5, max_frames=7))
+    torch.manual_seed(0)
+    student = tmp_path / "student"
+    EfficientSam3Model(EfficientSam3Config.from_preset("tiny")).save_pretrained(student)
+    out, ready = tmp_path / "cache", tmp_path / "ready"
+    argv = ["--sav-root", str(sav), "--out", str(out), "--teacher", str(student)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_WHILE_WRITING, str(ready), *argv],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), process.communicate()
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert process.returncode == 130, stderr
+    assert len(lines) == 1 and lines[0].startswith("interrupted: ") and str(out) in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["sav_000001.safetensors"]  # no partial file, no temp
+    assert main(argv) == 0
+    assert "cached 2, skipped 1, failed 0" in capsys.readouterr().out

@@ -1,6 +1,8 @@
 """SA-V-style evaluation of prediction JSONs against train-layout JSON and val-layout PNGs."""
 
 import json
+import os
+import stat
 
 import cv2
 import numpy as np
@@ -258,3 +260,55 @@ def test_png_predictions_and_their_errors(tmp_path):
     cv2.imwrite(str(tmp_path / "pred" / "v1" / "009" / "00008.png"), two_objects)
     with pytest.raises(ValueError, match=r"00008\.png: more than one object"):
         evaluate(tmp_path / "pred", tmp_path / "gt", show_progress=False)
+
+
+def _set_rle(path, annotated_idx, slot, rle):
+    data = json.loads(path.read_text())
+    data["masklet"][annotated_idx][slot] = rle
+    path.write_text(json.dumps(data))
+
+
+def test_prediction_rle_not_covering_the_mask_is_refused_naming_file_frame_and_object(tmp_path, capsys):
+    # pycocotools decodes counts that cover half the mask from uninitialised memory: a wrong score, exit 0.
+    _write_gt(tmp_path / "gt")
+    pred = tmp_path / "p.json"
+    _write_pred(pred, "sav_000001", _perfect_objects())
+    _set_rle(pred, 2, 1, {"size": [HEIGHT, WIDTH], "counts": [HEIGHT * WIDTH // 2]})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--pred", str(pred), "--gt-root", str(tmp_path / "gt")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {pred}: masklet[2][1] (frame 8, object 2): RLE counts add up to {HEIGHT * WIDTH // 2}")
+
+
+def test_garbage_rle_in_the_ground_truth_is_blamed_on_the_ground_truth(tmp_path, capsys):
+    _write_gt(tmp_path / "gt")
+    gt_json = tmp_path / "gt" / "sav_000" / "sav_000001_manual.json"
+    _set_rle(gt_json, 3, 0, {"size": [HEIGHT, WIDTH], "counts": "Q3"})  # one count of 8 x ... << 1280 pixels
+    pred = tmp_path / "p.json"
+    _write_pred(pred, "sav_000001", _perfect_objects())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--pred", str(pred), "--gt-root", str(tmp_path / "gt")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {gt_json}: masklet[3][0] (frame 12, object 7): ") and str(pred) not in err
+    # The library raises too (a benchmark that silently drops a video of its ground truth changes the score).
+    with pytest.raises(ValueError, match="sav_000001_manual.json"):
+        evaluate(pred, tmp_path / "gt", show_progress=False)
+
+
+def test_result_json_gets_the_usual_mode_and_an_unwritable_out_fails_before_work(tmp_path, capsys):
+    _write_gt(tmp_path / "gt")
+    _write_pred(tmp_path / "p.json", "sav_000001", _perfect_objects())
+    old = os.umask(0o022)
+    try:
+        main(["--pred", str(tmp_path / "p.json"), "--gt-root", str(tmp_path / "gt"), "--out", str(tmp_path / "r.json")])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644  # mkstemp's 0600 before
+    capsys.readouterr()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--pred", str(tmp_path / "p.json"), "--gt-root", str(tmp_path / "gt"),
+              "--out", str(tmp_path / "file" / "r.json")])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(f"error: {tmp_path / 'file' / 'r.json'}: ")

@@ -138,3 +138,70 @@ def test_warmup_then_cosine_to_min_ratio():
     assert all(a >= b for a, b in zip(values, values[1:]))
     with pytest.raises(ValueError):
         WarmupCosine(warmup_steps=1, total_steps=0)
+
+
+def test_checkpoint_file_gets_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    model = torch.nn.Module()
+    model.head = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    old = os.umask(0o022)
+    try:
+        save_training_checkpoint(tmp_path / "last.pt", model, ("head",), optimizer, scheduler, 1, {}, {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "last.pt").stat().st_mode) == 0o644  # mkstemp's 0600 before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_interrupted_cli_run_keeps_its_last_checkpoint_and_resumes(runs, tmp_path, monkeypatch, capsys):
+    """Ctrl-C (SIGTERM arrives as the same KeyboardInterrupt, efficient_sam3.cli.sigterm_as_interrupt) while
+    the step-2 checkpoint is being written: exit 130 with one line, step 1's checkpoint intact, no temp
+    file, and --resume finishes the schedule."""
+    import signal
+
+    from training import video
+    from training.video import main
+
+    base = runs[0]
+    run = tmp_path / "run"
+    argv = ["--sav-root", str(base.sav_root), "--cache-dir", str(base.cache_dir), "--student-ckpt",
+            str(base.student_checkpoint), "--out", str(run), "--epochs", "2", "--steps-per-epoch", "1",
+            "--grad-accum", "2", "--lr", "1e-3", "--warmup-steps", "1", "--checkpoint-every", "1"]
+    real_save, calls = video.save_training_checkpoint, []
+
+    def interrupted_while_saving(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            real_torch_save = torch.save
+
+            def partial_save(payload, file):
+                open(file, "wb").write(b"partial")
+                raise KeyboardInterrupt
+            monkeypatch.setattr(torch, "save", partial_save)
+            try:
+                return real_save(path, *args, **kwargs)
+            finally:
+                monkeypatch.setattr(torch, "save", real_torch_save)
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(video, "save_training_checkpoint", interrupted_while_saving)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        try:
+            code = main(argv)
+        except KeyboardInterrupt:
+            code = "KeyboardInterrupt escaped"
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 130
+        assert len(err) == 1 and err[0].startswith(f"interrupted: {run} keeps its last checkpoint") and "--resume" in err[0]
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+        assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["step"] == 1
+        monkeypatch.setattr(video, "save_training_checkpoint", real_save)
+        assert main([*argv, "--resume"]) == 0
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert [row["step"] for row in read_log(run / "log.jsonl")] == [1, 2]

@@ -6,12 +6,15 @@
     metadata       {"video_id", "teacher", "image_size", "format_version"} (str -> str)
 
 `training.cache_teacher` writes these files; `SAVVideoDataset` reads rows from them.
+
+A header that checks out is not enough: a file can hold NaN or inf features (a teacher that overflowed,
+a disk that flipped bits). `is_complete` (resuming a caching run) reads every row and takes such a file
+as incomplete, so it is recomputed; `load_cached_features` checks the rows it returns and raises
+`CacheFileError` naming the file and the frames.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +22,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from efficient_sam3.config import PATCH_SIZE
+from efficient_sam3.files import atomic_path
+
 FEATURE_CHANNELS = 256
 FEATURE_GRID = 18
+# The one input size whose FPN level 3 is FEATURE_GRID x FEATURE_GRID: 14 px patches, level 3 halves the grid.
+CACHE_IMAGE_SIZE = FEATURE_GRID * 2 * PATCH_SIZE  # 504
 FORMAT_VERSION = "1"
 CACHE_SUFFIX = ".safetensors"
 BYTES_PER_FRAME = FEATURE_CHANNELS * FEATURE_GRID * FEATURE_GRID * 2  # float16: 165,888
@@ -85,13 +93,41 @@ def load_cached_features(header: CacheHeader, frame_indices: list[int]) -> torch
     if missing:
         raise CacheFileError(f"{header.path}: frames {missing} are not in the cache")
     rows = [row_of[frame_idx] for frame_idx in frame_indices]
-    with safe_open(str(header.path), framework="pt") as handle:
-        features = handle.get_slice("features")
-        if not rows:
-            return torch.zeros(0, FEATURE_CHANNELS, FEATURE_GRID, FEATURE_GRID, dtype=torch.float16)
-        if rows == list(range(rows[0], rows[0] + len(rows))):
-            return features[rows[0] : rows[0] + len(rows)]  # contiguous rows: one read
-        return torch.cat([features[row : row + 1] for row in rows])
+    if not rows:
+        return torch.zeros(0, FEATURE_CHANNELS, FEATURE_GRID, FEATURE_GRID, dtype=torch.float16)
+    try:
+        with safe_open(str(header.path), framework="pt") as handle:
+            features = handle.get_slice("features")
+            if rows == list(range(rows[0], rows[0] + len(rows))):
+                loaded = features[rows[0] : rows[0] + len(rows)]  # contiguous rows: one read
+            else:
+                loaded = torch.cat([features[row : row + 1] for row in rows])
+    except (SafetensorError, OSError, RuntimeError) as error:
+        raise CacheFileError(f"{header.path}: unreadable cache file ({error})") from error
+    _check_finite(header.path, loaded, list(frame_indices))
+    return loaded
+
+
+def _check_finite(path: Path, features: torch.Tensor, frame_indices: list[int]) -> None:
+    """Raise CacheFileError naming ``path`` and the frames whose rows of ``features`` [N, C, h, w] hold NaN/inf."""
+    finite = torch.isfinite(features).flatten(1).all(dim=1)  # [N]
+    if not bool(finite.all()):
+        bad = [frame_indices[row] for row in torch.nonzero(~finite).flatten().tolist()]
+        raise CacheFileError(f"{path}: features of frames {bad[:8]}{' ...' if len(bad) > 8 else ''} hold NaN or inf "
+                             f"(a corrupt cache file: delete it and rerun training.cache_teacher)")
+
+
+def check_cache_data(header: CacheHeader, rows_per_read: int = 64) -> None:
+    """Read every feature row of a cache file (``rows_per_read`` at a time) and raise CacheFileError
+    naming the file and the frames unless all are finite."""
+    try:
+        with safe_open(str(header.path), framework="pt") as handle:
+            features = handle.get_slice("features")
+            for start in range(0, len(header.frame_indices), rows_per_read):
+                block = features[start : start + rows_per_read]
+                _check_finite(header.path, block, list(header.frame_indices[start : start + rows_per_read]))
+    except (SafetensorError, OSError, RuntimeError) as error:
+        raise CacheFileError(f"{header.path}: unreadable cache file ({error})") from error
 
 
 def write_cache_file(path: Path, features: torch.Tensor, frame_indices: list[int], metadata: dict[str, str]) -> int:
@@ -99,26 +135,23 @@ def write_cache_file(path: Path, features: torch.Tensor, frame_indices: list[int
     features = features.to("cpu", torch.float16).contiguous()
     indices = torch.tensor(frame_indices, dtype=torch.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file({"features": features, "frame_indices": indices}, temp_name, metadata=metadata)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.remove(temp_name)
+    with atomic_path(path) as temp:
+        save_file({"features": features, "frame_indices": indices}, str(temp), metadata=metadata)
     return path.stat().st_size
 
 
 def is_complete(path: Path, video_id: str, frame_indices: list[int], teacher_identity: str, image_size: int) -> bool:
-    """Whether `path` already holds this video's features from this teacher."""
+    """Whether `path` already holds this video's features from this teacher, all of them finite."""
     try:
         header = read_cache_header(path)
+        matches = (
+            list(header.frame_indices) == list(frame_indices)
+            and header.metadata.get("video_id") == video_id
+            and header.metadata.get("teacher") == teacher_identity
+            and header.metadata.get("image_size") == str(image_size)
+        )
+        if matches:
+            check_cache_data(header)
     except CacheFileError:
         return False
-    return (
-        list(header.frame_indices) == list(frame_indices)
-        and header.metadata.get("video_id") == video_id
-        and header.metadata.get("teacher") == teacher_identity
-        and header.metadata.get("image_size") == str(image_size)
-    )
+    return matches

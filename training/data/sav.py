@@ -7,7 +7,8 @@ Layout (as SA-V ships it; sub-folders such as `sav_000/` are allowed):
 
 The JSON has no fps field. SA-V videos are 24 fps and masks are annotated at 6 fps, so
 annotated index k is video frame 4k. `masklet` is indexed [annotated frame][object]; an
-object that is absent in a frame has an all-zero RLE.
+object that is absent in a frame has an all-zero RLE. Loading checks each RLE's shape and size; its
+counts are checked (``training.data.rle``) when it is used, before pycocotools reads them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from training.data.rle import RLEError, check_rle
 
 VIDEO_FPS = 24
 ANNOTATION_FPS = 6
@@ -99,34 +102,35 @@ class SAVAnnotation:
         rles = self.masklet[annotated_idx]
         if not rles:
             return []
-        areas = mask_utils.area([_as_pycocotools_rle(rle) for rle in rles])
+        areas = mask_utils.area([checked_rle(rle, self.rle_source(annotated_idx, slot)) for slot, rle in enumerate(rles)])
         return [slot for slot, area in enumerate(areas) if area > 0]
 
     def decode_masks(self, annotated_idx: int, slots: list[int]) -> np.ndarray:
         """bool [len(slots), H, W] masks of the given object slots at `annotated_idx`."""
         masks = np.zeros((len(slots), self.height, self.width), dtype=bool)
         for row, slot in enumerate(slots):
-            masks[row] = decode_rle(self.masklet[annotated_idx][slot], self.json_path)
+            masks[row] = decode_rle(self.masklet[annotated_idx][slot], self.rle_source(annotated_idx, slot))
         return masks
+
+    def rle_source(self, annotated_idx: int, slot: int) -> str:
+        """Where an RLE comes from, for error messages: the file, the frame and the object."""
+        return (f"{self.json_path}: masklet[{annotated_idx}][{slot}] (frame {annotated_idx * ANNOTATION_STRIDE}, "
+                f"object {self.obj_ids[slot]})")
+
+
+def checked_rle(rle: dict, source: Path | str) -> dict:
+    """One COCO RLE validated (``training.data.rle.check_rle``) and compressed, as pycocotools takes it.
+    Raises SAVFormatError("<source>: cannot decode RLE: <problem>")."""
+    try:
+        return check_rle(rle, f"{source}: cannot decode RLE")
+    except RLEError as error:
+        raise SAVFormatError(str(error)) from None
 
 
 def decode_rle(rle: dict, source: Path | str) -> np.ndarray:
-    """Decode one COCO RLE (compressed string or uncompressed list counts) to bool [H, W]."""
-    try:
-        decoded = mask_utils.decode([_as_pycocotools_rle(rle)])[:, :, 0]  # [H, W, 1] -> [H, W]
-    except (ValueError, TypeError, KeyError) as error:
-        raise SAVFormatError(f"{source}: cannot decode RLE with size {rle.get('size')}: {error}") from error
-    return decoded.astype(bool)
-
-
-def _as_pycocotools_rle(rle: dict) -> dict:
-    height, width = rle["size"]
-    counts = rle["counts"]
-    if isinstance(counts, list):  # uncompressed RLE
-        return mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    if isinstance(counts, str):
-        counts = counts.encode("ascii")
-    return {"size": [height, width], "counts": counts}
+    """Decode one COCO RLE (compressed string or uncompressed list counts) to bool [H, W], after checking
+    that its counts cover the mask exactly (``checked_rle``)."""
+    return mask_utils.decode([checked_rle(rle, source)])[:, :, 0].astype(bool)  # [H, W, 1] -> [H, W]
 
 
 def find_videos(sav_root: Path | str, annotation_type: str = "manual") -> list[SAVVideoFiles]:

@@ -135,7 +135,7 @@ class SAVVideoDataset(Dataset):
             except (SAVFormatError, CacheFileError) as error:
                 self._bad_positions.add(video_pos)
                 self._report_bad(self._videos[video_pos].files.video_id, error)
-        raise RuntimeError(f"every video of the dataset failed to load: {[bad.reason for bad in self.bad_videos]}")
+        raise ValueError(f"every video of the dataset failed to load: {[bad.reason for bad in self.bad_videos]}")
 
     def _report_bad(self, video_id: str, error: Exception) -> None:
         if not self.skip_bad_videos:
