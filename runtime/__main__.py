@@ -7,14 +7,56 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
+from efficient_sam3.cli import (
+    INTERRUPTED_EXIT,
+    error_line,
+    fail,
+    non_negative_int,
+    positive_int,
+    probability,
+    sigterm_as_interrupt,
+)
 from runtime.backends.registry import BACKENDS
+
+OUTPUTS_HELP = """outputs: --out-json, --out-video and the video's --out-png folder are one set. Before any work every
+output folder must exist and be writable, and temp files that killed runs left there are removed.
+Another run writing any of the same outputs (python -m runtime or esam3_run) makes this run refuse
+at once (exit 2). Everything is written under temp names and moved into place together when the
+video is done; the overlay video is read back first and must hold every frame (a full disk is an
+error, exit 2). An error, Ctrl-C or SIGTERM before that writes nothing: files already at the output
+paths stay as they were; an interrupted run exits 130."""
+
+
+class ArgumentsError(Exception):
+    """A malformed command line (argparse's message, e.g. "--threads: 0 must be a positive integer")."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage and exit; main prints one error line
+        raise ArgumentsError(message.removeprefix("argument "))
+
+
+def score_threshold(text: str) -> float:
+    value = probability(text)
+    if value == 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must be below 1 (no score is above 1)")
+    return value
+
+
+def mask_iou(text: str) -> float:
+    value = probability(text)
+    if value == 0.0:
+        raise argparse.ArgumentTypeError(f"{text} must be above 0 (an IoU of 0 would match unrelated masks)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="python -m runtime", description=__doc__.split("\n\n")[0], epilog=OUTPUTS_HELP,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="checkpoint dir, export.onnx dir or .pte file")
     parser.add_argument("--video", type=Path, required=True, help="video file or directory of JPEG frames")
     parser.add_argument("--prompt", action="append", required=True, help="concept to segment (repeatable)")
@@ -24,28 +66,60 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write SA-V PNG folders <DIR>/<video_id>/<obj:03d>/<frame:05d>.png "
                              "(the layout sam2's sav_evaluator.py reads)")
     parser.add_argument("--out-video", type=Path, help="overlay video (mp4v)")
-    parser.add_argument("--output-stride", type=int, default=1,
+    parser.add_argument("--output-stride", type=positive_int, default=1,
                         help="record frames whose number is a multiple of this (4: SA-V's 6 fps annotated frames)")
-    parser.add_argument("--memory-stride", type=int,
+    parser.add_argument("--memory-stride", type=positive_int,
                         help="write every n-th frame into memory (default: the model's, 4)")
-    parser.add_argument("--score-threshold", type=float, default=0.5)
-    parser.add_argument("--max-missed-frames", type=int, default=8, help="retire an object id after this many misses")
-    parser.add_argument("--min-iou", type=float, default=0.3, help="mask IoU needed to keep an object id")
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--threads", type=int, help="CPU threads for the backend")
+    parser.add_argument("--score-threshold", type=score_threshold, default=0.5,
+                        help="keep queries whose score probability is above this, in [0, 1) (default 0.5)")
+    parser.add_argument("--max-missed-frames", type=non_negative_int, default=8,
+                        help="retire an object id after this many misses")
+    parser.add_argument("--min-iou", type=mask_iou, default=0.3, help="mask IoU needed to keep an object id, in (0, 1]")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for the backend")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
+def problem_text(err: BaseException) -> str:
+    """The message of an error; an OSError built as OSError(errno, "<path>: <problem>") (efficient_sam3.files)
+    or raised by the OS for a file gives "<path>: <problem>" without the "[Errno N]" prefix."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename is not None else err.strerror
+    return str(err)
+
+
+def _interrupt_behind(err: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt an exception was raised from or while handling, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _interrupted(video: Path, interrupt: KeyboardInterrupt) -> int:
+    cause = str(interrupt) or "Ctrl-C"
+    print(error_line(f"{video}: interrupted ({cause}); nothing was written"), file=sys.stderr, flush=True)
+    return INTERRUPTED_EXIT
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ArgumentsError as err:
+        return fail(err)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from runtime.postprocess import PostprocessConfig
     from runtime.run import RunConfig, run_video
     from runtime.session import SessionConfig
     from runtime.tracker import TrackerConfig
 
-    try:  # bad input (config, model, video, prompt) ends in one clear line, not a traceback
+    previous_sigterm = signal.getsignal(signal.SIGTERM)
+    sigterm_as_interrupt()
+    try:  # bad input (config, model, video, prompt, outputs) ends in one clear line, not a traceback
         config = RunConfig(
             model=args.model, video=args.video, prompts=tuple(args.prompt), backend=args.backend,
             out_json=args.out_json, out_png=args.out_png, out_video=args.out_video, output_stride=args.output_stride,
@@ -56,9 +130,18 @@ def main(argv: list[str] | None = None) -> int:
                 tracker=TrackerConfig(min_iou=args.min_iou, max_missed_frames=args.max_missed_frames)),
         )
         summary = run_video(config)
-    except (OSError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as interrupt:
+        return _interrupted(args.video, interrupt)
+    except Exception as err:
+        interrupt = _interrupt_behind(err)
+        if interrupt is not None:  # e.g. SIGTERM while onnxruntime initialises: it raises ImportError from it
+            return _interrupted(args.video, interrupt)
+        if not isinstance(err, (OSError, ValueError, RuntimeError)):
+            raise
+        return fail(problem_text(err))
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
     print(summary.format())
     return 0
 

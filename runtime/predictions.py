@@ -13,12 +13,12 @@ grows with the number of recorded frames and objects, not with pixels.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from efficient_sam3.files import atomic_path
 
 
 def encode_rle(mask: np.ndarray) -> dict:
@@ -71,19 +71,20 @@ class MaskletRecorder:
         }
 
 
+def write_predictions_to(temp: Path, path: Path, predictions: dict) -> None:
+    """Write the JSON to ``temp`` (a staging name of ``path``); a failed write (disk full) is an OSError naming
+    ``path``."""
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(predictions, handle)
+    except OSError as err:
+        raise OSError(f"{path}: cannot write the predictions JSON ({err.strerror or err})") from err
+
+
 def write_predictions(path: str | Path, predictions: dict) -> None:
-    """Write the JSON atomically (temp file in the same directory, then os.replace)."""
+    """Write the JSON atomically (unique temp name in the same folder, then renamed; see efficient_sam3.files)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(predictions, handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as temp:
+        write_predictions_to(temp, path, predictions)

@@ -2,6 +2,9 @@
 
 Every frame is processed (memory needs every ``memory_stride``-th frame); ``output_stride`` only chooses
 which frames are recorded in the JSON (e.g. 4 = the 6 fps annotated frames of a 24 fps SA-V video).
+The outputs are one set (``runtime.run_outputs``): checked before any work, locked against other runs,
+and moved into place together only when the whole video is done; an error or KeyboardInterrupt before
+then writes none of them.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from runtime.predictions import MaskletRecorder, write_predictions
-from runtime.sav_png import write_prediction_pngs
+from runtime.predictions import MaskletRecorder
+from runtime.run_outputs import OutputPaths, signals_held, staged_outputs
 from runtime.session import SessionConfig, VideoSession
-from runtime.video_io import FrameSource, OverlayVideoWriter, draw_overlay
+from runtime.video_io import FrameSource, draw_overlay
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +71,17 @@ class RunSummary:
 
 
 def run_video(config: RunConfig) -> RunSummary:
-    for out in (config.out_json, config.out_video):
-        if out is not None and not Path(out).parent.is_dir():
-            raise FileNotFoundError(f"{out}: output directory {Path(out).parent} does not exist")
-    if config.out_png is not None and not Path(config.out_png).is_dir():
-        raise FileNotFoundError(f"{config.out_png}: PNG output folder does not exist")
+    outputs = OutputPaths(json=config.out_json, video=config.out_video, png_root=config.out_png)
+    outputs.check()  # a missing folder or an unwritable output fails now, not after the whole video
     with FrameSource(config.video) as source:  # a bad video fails before the model loads
-        session = VideoSession(config.model, config.backend, config.prompts, config.session, config.num_threads)
         info = source.info
-        recorder = MaskletRecorder(info.video_id, (info.height, info.width))
-        writer = (OverlayVideoWriter(config.out_video, info.fps, (info.height, info.width))
-                  if config.out_video is not None else None)
-        total = min(info.num_frames, config.max_frames or info.num_frames)
-        latencies: list[float] = []
-        start = time.perf_counter()
-        previous, warned = None, False
-        try:
+        with staged_outputs(outputs, info.video_id, info.fps, (info.height, info.width)) as staged:
+            session = VideoSession(config.model, config.backend, config.prompts, config.session, config.num_threads)
+            recorder = MaskletRecorder(info.video_id, (info.height, info.width))
+            total = min(info.num_frames, config.max_frames or info.num_frames)
+            latencies: list[float] = []
+            start = time.perf_counter()
+            previous, warned = None, False
             for number, frame in tqdm(source, total=total, desc=info.video_id, unit="frame",
                                       disable=not config.show_progress):
                 if previous is not None and number != previous + 1 and not warned:
@@ -96,32 +94,28 @@ def run_video(config: RunConfig) -> RunSummary:
                 latencies.append(result.latency_ms)
                 if number % config.output_stride == 0:
                     recorder.add(number, result.objects)
-                if writer is not None:
-                    writer.write(draw_overlay(frame, result.objects))
+                if staged.video is not None:
+                    staged.video.write(draw_overlay(frame, result.objects))
                 if config.max_frames is not None and len(latencies) >= config.max_frames:
                     break
-        except BaseException:
-            if writer is not None:
-                writer.close(commit=False)
-            raise
-        if writer is not None:
-            writer.close()
-        wall = time.perf_counter() - start
-    predictions = recorder.to_dict()
-    if config.out_json is not None:
-        write_predictions(config.out_json, predictions)
-    if config.out_png is not None:
-        write_prediction_pngs(config.out_png, predictions)
+            predictions = recorder.to_dict()
+            with signals_held():  # from here on the run completes: Ctrl-C / SIGTERM are dropped
+                staged.commit(predictions)
+                return _summary(info.video_id, session.backend.name, latencies, recorder.num_frames,
+                                len(predictions["masklet_id"]), time.perf_counter() - start)
+
+
+def _summary(video_id: str, backend: str, latencies: list[float], num_recorded: int, num_objects: int,
+             wall: float) -> RunSummary:
     latency = np.array(latencies)
     return RunSummary(
-        video_id=info.video_id,
-        backend=session.backend.name,
+        video_id=video_id,
+        backend=backend,
         num_frames=len(latencies),
-        num_recorded=recorder.num_frames,
-        num_objects=len(predictions["masklet_id"]),
+        num_recorded=num_recorded,
+        num_objects=num_objects,
         latency_p50_ms=float(np.percentile(latency, 50)),
         latency_p90_ms=float(np.percentile(latency, 90)),
         fps=float(1000.0 / latency.mean()),
         wall_fps=float(len(latencies) / wall),
     )
-

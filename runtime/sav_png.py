@@ -16,14 +16,13 @@ the matched predictions in this layout.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from efficient_sam3.files import atomic_directory
 
 FOREGROUND = 255
 
@@ -50,37 +49,48 @@ def write_mask_png(path: Path, mask: np.ndarray) -> None:
         raise OSError(f"{path}: could not write PNG")
 
 
+def video_folder(root: str | Path, video_id: str) -> Path:
+    """``root/video_id``, the folder of one video (ValueError for a name that is not a plain folder name)."""
+    if not video_id or "/" in video_id or video_id.startswith("."):
+        raise ValueError(f"{video_id!r}: not usable as a video folder name")
+    return Path(root) / video_id
+
+
+def write_masks_into(folder: Path, masks: dict[int, dict[int, np.ndarray]]) -> None:
+    """Write ``masks[obj_id][frame_idx]`` (bool ``[H, W]``) as ``folder/<obj>/<frame>.png`` (folder exists)."""
+    for obj_id, frames in masks.items():
+        obj_dir = folder / object_dir_name(int(obj_id))
+        obj_dir.mkdir()
+        for frame_idx, mask in frames.items():
+            write_mask_png(obj_dir / frame_file_name(int(frame_idx)), mask)
+
+
 def write_video_pngs(root: str | Path, video_id: str, masks: dict[int, dict[int, np.ndarray]]) -> Path:
     """Write one video's masks (``masks[obj_id][frame_idx]`` bool ``[H, W]``) under ``root/video_id``.
 
     The video folder appears whole or not at all: it is written under a temporary name in ``root`` and
-    renamed into place, replacing an older folder of the same video. Returns the video folder.
+    renamed into place, replacing an older folder of the same video (``efficient_sam3.files.atomic_directory``).
+    Returns the video folder.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: PNG output folder does not exist")
-    if not video_id or "/" in video_id or video_id.startswith("."):
-        raise ValueError(f"{video_id!r}: not usable as a video folder name")
-    final = root / video_id
-    tmp = Path(tempfile.mkdtemp(prefix=f".{video_id}.", suffix=".tmp", dir=root))
-    try:
-        for obj_id, frames in masks.items():
-            obj_dir = tmp / object_dir_name(int(obj_id))
-            obj_dir.mkdir()
-            for frame_idx, mask in frames.items():
-                write_mask_png(obj_dir / frame_file_name(int(frame_idx)), mask)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
-        old = None
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{video_id}.", suffix=".old", dir=root))
-            os.replace(final, old / video_id)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    final = video_folder(root, video_id)
+    with atomic_directory(final) as staging:
+        write_masks_into(staging, masks)
     return final
+
+
+def prediction_masks(predictions: dict) -> dict[int, dict[int, np.ndarray]]:
+    """A masklet prediction dict (``runtime.predictions`` JSON schema) -> ``masks[obj_id][frame_idx]`` bool
+    ``[H, W]``: every object at every frame of ``frame_indices`` (empty where it is absent)."""
+    obj_ids = predictions["masklet_id"]
+    masks: dict[int, dict[int, np.ndarray]] = {int(obj_id): {} for obj_id in obj_ids}
+    for frame_idx, entry in zip(predictions["frame_indices"], predictions["masklet"]):
+        for obj_id, rle in zip(obj_ids, entry):
+            counts = rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]
+            masks[int(obj_id)][int(frame_idx)] = mask_utils.decode({"size": rle["size"], "counts": counts}).astype(bool)
+    return masks
 
 
 def write_prediction_pngs(root: str | Path, predictions: dict) -> Path:
@@ -88,17 +98,4 @@ def write_prediction_pngs(root: str | Path, predictions: dict) -> Path:
 
     Every object gets a PNG at every frame of ``frame_indices`` (empty where it is absent).
     """
-    frame_indices = predictions["frame_indices"]
-    obj_ids = predictions["masklet_id"]
-    masks: dict[int, dict[int, np.ndarray]] = {int(obj_id): {} for obj_id in obj_ids}
-    for frame_idx, entry in zip(frame_indices, predictions["masklet"]):
-        for obj_id, rle in zip(obj_ids, entry):
-            counts = rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]
-            masks[int(obj_id)][int(frame_idx)] = mask_utils.decode({"size": rle["size"], "counts": counts}).astype(bool)
-    return write_video_pngs(root, predictions["video_id"], masks)
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
+    return write_video_pngs(root, predictions["video_id"], prediction_masks(predictions))

@@ -5,13 +5,15 @@ Sources yield ``(frame_number, frame)`` with frame BGR uint8 [H, W, 3], as OpenC
 - a directory of ``*.jpg`` / ``*.jpeg`` frames (SA-V val/test ``JPEGImages_24fps/<video_id>/00000.jpg``):
   frames in numeric order of their file names, which are their frame numbers (positions when the names
   are not all numbers). Every frame of a directory must have the first frame's size.
-Unreadable inputs and zero-frame videos raise ``VideoReadError`` naming the file.
+Unreadable inputs and zero-frame videos raise ``VideoReadError`` naming the file. Damage that still
+decodes is a warning naming the file and the frame: a truncated JPEG (its missing part decodes grey), a
+video file that ends before the frame count its container lists.
 """
 
 from __future__ import annotations
 
 import colorsys
-import os
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +21,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from efficient_sam3.files import atomic_path
+
+logger = logging.getLogger(__name__)
+
 FRAME_SUFFIXES = (".jpg", ".jpeg")
 DEFAULT_DIRECTORY_FPS = 24.0  # SA-V JPEGImages_24fps
+JPEG_START_OF_SCAN = b"\xff\xda"
+JPEG_END_OF_IMAGE = b"\xff\xd9"
+OVERLAY_FOURCC = "mp4v"
+OVERLAY_MIN_SIDE = 2  # OpenCV's FFmpeg mp4v encoder refuses frames 1 pixel high or wide (measured, OpenCV 4 and 5)
 
 
 class VideoReadError(ValueError):
@@ -47,7 +57,7 @@ class FrameSource:
         self.path = Path(path)
         if self.path.is_dir():
             self._files = _frame_files(self.path)
-            first = _read_image(self._files[0][1])
+            first = _read_frame_file(*self._files[0])
             self._capture = None
             fps, count = DEFAULT_DIRECTORY_FPS, len(self._files)
         elif self.path.is_file():
@@ -79,7 +89,7 @@ class FrameSource:
         if self._capture is None:
             yield self._files[0][0], self._first
             for number, file in self._files[1:]:
-                frame = _read_image(file)
+                frame = _read_frame_file(number, file)
                 if frame.shape != self._first.shape:
                     raise VideoReadError(f"{file}: frame is {frame.shape[0]}x{frame.shape[1]}, the first frame of "
                                          f"{self.path} is {self.info.height}x{self.info.width}")
@@ -90,9 +100,13 @@ class FrameSource:
         while True:
             ok, frame = self._capture.read()
             if not ok or frame is None:
-                return
+                break
             yield number, frame
             number += 1
+        if number < self.info.num_frames:
+            logger.warning("%s: decoding stopped at frame %d, the container lists %d frames (the file is truncated "
+                           "or corrupt); the %d decoded frames are used", self.path, number, self.info.num_frames,
+                           number)
 
 
 def _frame_files(directory: Path) -> list[tuple[int, Path]]:
@@ -104,10 +118,20 @@ def _frame_files(directory: Path) -> list[tuple[int, Path]]:
     return list(enumerate(sorted(files)))
 
 
-def _read_image(path: Path) -> np.ndarray:
+def jpeg_is_truncated(data: bytes) -> bool:
+    """True when no end-of-image marker follows the last start-of-scan marker: the file was cut short
+    (libjpeg then fills the missing rows with grey and only prints "Premature end of JPEG file")."""
+    scan = data.rfind(JPEG_START_OF_SCAN)
+    return scan != -1 and data.find(JPEG_END_OF_IMAGE, scan) == -1
+
+
+def _read_frame_file(number: int, path: Path) -> np.ndarray:
     frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if frame is None:
         raise VideoReadError(f"{path}: unreadable image")
+    if jpeg_is_truncated(path.read_bytes()):
+        logger.warning("%s: frame %d is a truncated JPEG (no end-of-image marker); its missing part decodes as grey",
+                       path, number)
     return frame
 
 
@@ -134,36 +158,73 @@ def draw_overlay(frame: np.ndarray, objects: list, alpha: float = 0.5) -> np.nda
     return canvas
 
 
+def check_overlay_frame_size(path: str | Path, frame_size: tuple[int, int]) -> None:
+    """ValueError naming ``path`` when frames of ``frame_size`` (H, W) cannot be encoded as mp4v."""
+    height, width = frame_size
+    if min(height, width) < OVERLAY_MIN_SIDE:
+        raise ValueError(f"{path}: the frame size {height}x{width} is too small for the {OVERLAY_FOURCC} codec of the "
+                         f"overlay video (it needs at least {OVERLAY_MIN_SIDE}x{OVERLAY_MIN_SIDE} pixels)")
+
+
 class OverlayVideoWriter:
-    """mp4v writer that appears at ``path`` only when closed without error (temp file + os.replace)."""
+    """mp4v writer whose video appears at ``path`` only whole: use it as a context manager.
+
+    Frames go to a unique temp name beside ``path`` (``efficient_sam3.files.atomic_path``). Leaving the
+    block without an exception closes the video, reads it back (OpenCV's writer reports no error when the
+    disk fills up, so the file is checked: its frame count must equal the frames written and its first
+    frame must decode) and only then renames it over ``path``; an exception or a failed check removes it.
+    ``finish()`` does the close and the check early, so a caller can verify before committing other files.
+    """
 
     def __init__(self, path: str | Path, fps: float, frame_size: tuple[int, int]) -> None:
+        check_overlay_frame_size(path, frame_size)
         self.path = Path(path)
+        self.fps = fps
         self.frame_size = frame_size
-        self._tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix or '.mp4'}")
-        height, width = frame_size
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        self.frames_written = 0
+        self._atomic = None
+        self._writer = None
+        self._temp = None
+        self._checked = False
+
+    def __enter__(self) -> "OverlayVideoWriter":
+        self._atomic = atomic_path(self.path, suffix=self.path.suffix or ".mp4", verify=lambda temp: self.finish())
+        self._temp = self._atomic.__enter__()
+        height, width = self.frame_size
+        self._writer = cv2.VideoWriter(str(self._temp), cv2.VideoWriter_fourcc(*OVERLAY_FOURCC), self.fps,
+                                       (width, height))
         if not self._writer.isOpened():
-            raise OSError(f"{self.path}: cannot open a video writer (directory missing or codec unavailable)")
-        self._closed = False
+            error = OSError(f"{self.path}: cannot open an {OVERLAY_FOURCC} video writer (the folder is not writable "
+                            f"or this OpenCV has no {OVERLAY_FOURCC} encoder)")
+            self._atomic.__exit__(type(error), error, None)  # removes the temp name
+            raise error
+        return self
 
     def write(self, frame: np.ndarray) -> None:
         if frame.shape[:2] != self.frame_size:
             raise ValueError(f"{self.path}: frame size {frame.shape[:2]} differs from the video's {self.frame_size}")
         self._writer.write(frame)
+        self.frames_written += 1
 
-    def __enter__(self) -> "OverlayVideoWriter":
-        return self
-
-    def __exit__(self, exc_type, *exc_info: object) -> None:
-        self.close(commit=exc_type is None)
-
-    def close(self, commit: bool = True) -> None:
-        if self._closed:
+    def finish(self) -> None:
+        """Close the video and read it back; OSError naming ``path`` unless every written frame is there."""
+        if self._checked:
             return
-        self._closed = True
         self._writer.release()
-        if commit:
-            os.replace(self._tmp, self.path)
-        elif self._tmp.exists():
-            self._tmp.unlink()
+        if self.frames_written == 0:
+            raise OSError(f"{self.path}: no frame was written to the overlay video; nothing was moved into place")
+        capture = cv2.VideoCapture(str(self._temp))
+        try:
+            readable = capture.isOpened()
+            frames_found = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if readable else 0
+            first_decodes = readable and capture.read()[0]
+        finally:
+            capture.release()
+        if frames_found != self.frames_written or not first_decodes:
+            raise OSError(f"{self.path}: the overlay video was not written completely ({frames_found} of "
+                          f"{self.frames_written} frames read back; is the disk full?); nothing was moved into place")
+        self._checked = True
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        self._writer.release()
+        return self._atomic.__exit__(exc_type, exc, traceback)

@@ -3,11 +3,13 @@
 The reference the exported backends are compared against. Runs the model's own entry points
 (``encode_image``, ``encode_text``, ``forward_video`` with precomputed features), batch 1, under
 inference mode; numpy in, numpy out. Any prompt works: the model's offline tokenizer encodes it,
-and each prompt's text features are computed once and cached.
+and each prompt's text features are computed once and cached. A prompt longer than the text encoder's
+context (``max_text_length`` tokens with the start and end tokens) is cut to fit, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,8 @@ from runtime.backends.base import (
     decode_output_from_arrays,
     normalise_prompt,
 )
+
+logger = logging.getLogger(__name__)
 
 # A checkpoint does not record it: 24 fps video -> 6 fps memory, the spacing the model was trained on.
 DEFAULT_MEMORY_STRIDE = 4
@@ -72,12 +76,21 @@ class TorchBackend(Backend):
     def prompt_features(self, text: str) -> PromptFeatures:
         key = normalise_prompt(text)
         if key not in self._prompt_cache:
+            self._warn_if_cut(text)
             input_ids, attention_mask = self.model.tokenize([text])  # [1, L] each
             features = self.model.encode_text(input_ids, attention_mask).features  # [1, L, C]
             self._prompt_cache[key] = PromptFeatures(text=text, features=_numpy(features),
                                                      mask=attention_mask.numpy().astype(np.int64))
         cached = self._prompt_cache[key]
         return PromptFeatures(text=text, features=cached.features, mask=cached.mask)
+
+    def _warn_if_cut(self, text: str) -> None:
+        tokenizer, context = self.model.tokenizer, self.info.max_text_length
+        token_ids = tokenizer.encode(text)
+        if len(token_ids) + 2 > context:  # + start and end tokens
+            kept = tokenizer.decode(token_ids[:context - 2])
+            logger.warning("prompt %r is %d tokens with its start and end tokens, over the text encoder's context "
+                           "of %d: only %r is encoded", text, len(token_ids) + 2, context, kept)
 
     @torch.inference_mode()
     def encode_frame(self, pixel_values: np.ndarray) -> FrameFeatures:

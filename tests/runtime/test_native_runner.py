@@ -9,12 +9,20 @@ With a tiny program exported by ``export.executorch`` (168 px, 2 memory slots):
 - on a held-out synthetic video, ``esam3_run`` writes the same predictions as the Python ExecuTorch
   backend (``runtime.run.run_video``): same object ids, categories and frames, mean mask IoU >= 0.999;
 - its resident memory stays flat over a long stream.
+With a contract-shaped program (contract_pte.py), its outputs are as safe as python -m runtime's
+(test_output_safety.py): runs aimed at the same output exclude each other across the two runners, SIGTERM
+writes nothing, a full disk or an unwritable output is one error line with nothing moved into place, temps
+of killed runs are removed, bad flags and frames too small for the overlay name the problem, and truncated
+inputs are warnings naming the file and the frame.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +33,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 from model_helpers import open_memory_path
+from output_checks import WAIT_LIMIT_SECONDS, noise_video, one_error_line, square_video, temps_in, truncated_avi, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE_DIR = REPO / "runtime" / "native"
@@ -286,7 +295,7 @@ def test_native_rejects_bad_files(native_tools, tmp_path):
                    "broken.pte.json: unreadable metadata JSON")
     _fails_cleanly(native_tools, ["--model", toy, "--video", video], "give at least one prompt")
     _fails_cleanly(native_tools, ["--model", toy, "--video", video, "--prompt-id", "0", "--threads", "x"],
-                   "--threads expects an integer, got 'x'")
+                   "error: --threads: 'x' is not an integer")
 
 
 def test_native_rejects_bad_program_and_video(native_tools, exported_model, tmp_path):
@@ -308,3 +317,181 @@ def test_native_rejects_bad_program_and_video(native_tools, exported_model, tmp_
                    "prompt 'blue square' is not stored in")
     _fails_cleanly(native_tools, ["--model", exported_model, "--video", video, "--prompt-id", "0",
                                   "--out-json", tmp_path / "missing_dir" / "pred.json"], "does not exist")
+
+
+# Output safety (the contract-shaped program of contract_pte.py: built in seconds, ~1 ms a frame) -----------
+@pytest.fixture(scope="module")
+def contract_model(tmp_path_factory) -> Path:
+    from contract_pte import write_contract_pte
+
+    return write_contract_pte(tmp_path_factory.mktemp("contract_pte") / "contract.pte")
+
+
+def _start_native(native_tools, model: Path, video: Path, *extra) -> subprocess.Popen:
+    return subprocess.Popen([str(native_tools["run"]), "--model", str(model), "--video", str(video), "--prompt",
+                             CONTRACT_PROMPT, "--quiet", *map(str, extra)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace")
+
+
+def _native_result(native_tools, model: Path, video: Path, *extra, umask: int | None = None):
+    return subprocess.run([str(native_tools["run"]), "--model", str(model), "--video", str(video), "--prompt",
+                           CONTRACT_PROMPT, "--quiet", *map(str, extra)], capture_output=True, text=True,
+                          errors="replace", timeout=120,
+                          preexec_fn=None if umask is None else (lambda: os.umask(umask)))
+
+
+CONTRACT_PROMPT = "bright square"
+
+
+def test_native_refuses_at_once_an_output_another_run_is_writing(native_tools, contract_model, tmp_path):
+    from efficient_sam3.files import OutputLock
+
+    video = square_video(tmp_path / "clip.mp4", 4)
+    out_json, out_video, stats = tmp_path / "pred.json", tmp_path / "overlay.mp4", tmp_path / "stats.json"
+    out_json.write_text("old")
+    for held in (out_json, out_video, stats):
+        with OutputLock(held):  # a python -m runtime run (or another esam3_run) writing `held`
+            result = _native_result(native_tools, contract_model, video, "--out-json", out_json, "--out-video",
+                                    out_video, "--stats-json", stats)
+        assert result.returncode == 2
+        assert one_error_line(result.stderr) == (f"error: {held}: another run (pid {os.getpid()}) is writing this "
+                                                 "output; wait for it or choose another output")
+        assert out_json.read_text() == "old" and not out_video.exists() and not stats.exists()
+        assert temps_in(tmp_path) == []
+
+
+def test_native_and_python_runs_exclude_each_other_and_sigterm_writes_nothing(native_tools, contract_model,
+                                                                              tmp_path, capsys):
+    from contract_onnx import write_contract_onnx_dir
+
+    from runtime.__main__ import main
+
+    video = noise_video(tmp_path / "long.mp4", 2000, size=(96, 128))  # ~2 s of work for esam3_run
+    onnx_model = write_contract_onnx_dir(tmp_path / "onnx")
+    out_json, out_video = tmp_path / "pred.json", tmp_path / "overlay.mp4"
+    out_json.write_text("old predictions")
+    out_video.write_bytes(b"old video")
+    run = _start_native(native_tools, contract_model, video, "--out-json", out_json, "--out-video", out_video)
+    temp_video = re.compile(rf"^\.overlay\.mp4\.{run.pid}-[0-9a-f]{{8}}\.tmp\.mp4$")  # efficient_sam3.files' names
+
+    def frames_being_written() -> bool:  # FFmpeg writes in 256 KiB chunks past a 44-byte header
+        temps = [tmp_path / name for name in temps_in(tmp_path) if temp_video.match(name)]
+        return bool(temps) and temps[0].stat().st_size > 1000
+
+    wait_for(frames_being_written, "overlay frames in the run's temp video", run)
+    assert (tmp_path / ".pred.json.lock").read_text() == str(run.pid)
+
+    code = main(["--model", str(onnx_model), "--video", str(video), "--prompt", CONTRACT_PROMPT, "--quiet",
+                 "--out-json", str(out_json)])
+    assert code == 2
+    assert f"error: {out_json}: another run (pid {run.pid}) is writing this output" in capsys.readouterr().err
+
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=WAIT_LIMIT_SECONDS)
+    assert run.returncode == 130, err
+    assert err == f"error: {video}: interrupted (signal {int(signal.SIGTERM)}); nothing was written\n"
+    assert out_json.read_text() == "old predictions" and out_video.read_bytes() == b"old video"
+    assert temps_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("flag, name, what", [("--out-json", "pred.json", "predictions JSON"),
+                                              ("--out-video", "overlay.mp4", "overlay video"),
+                                              ("--stats-json", "stats.json", "stats JSON")])
+def test_native_unwritable_output_fails_before_the_model_is_read(flag, name, what, native_tools, tmp_path,
+                                                                 read_only_dir):
+    video = square_video(tmp_path / "clip.mp4", 2)
+    result = _native_result(native_tools, tmp_path / "not_read_yet.pte", video, flag, read_only_dir / name)
+    assert result.returncode == 2
+    assert one_error_line(result.stderr).startswith(f"error: {read_only_dir / name}: cannot write the {what} (")
+
+
+@pytest.mark.parametrize("full", ["video", "json"])
+def test_native_full_disk_is_an_error_and_nothing_moves_into_place(full, native_tools, contract_model, tmp_path,
+                                                                   mount_tmpfs):
+    disk = mount_tmpfs("small_disk", "size=48k")
+    video = noise_video(tmp_path / "noise.mp4", 100, size=(48, 64))  # overlay ~80 KB, JSON ~95 KB
+    out_json = (disk if full == "json" else tmp_path) / "pred.json"
+    out_video = (disk if full == "video" else tmp_path) / "overlay.mp4"
+    result = _native_result(native_tools, contract_model, video, "--out-json", out_json, "--out-video", out_video)
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    if full == "video":
+        assert line.startswith(f"error: {out_video}: the overlay video was not written completely (")
+        assert "of 100 frames read back" in line
+    else:
+        assert line == f"error: {out_json}: cannot write the predictions JSON (No space left on device)"
+    assert [p.name for p in disk.iterdir()] == [f".{'overlay.mp4' if full == 'video' else 'pred.json'}.lock"]
+    assert not out_json.exists() and not out_video.exists() and temps_in(tmp_path) == []
+
+
+def test_native_removes_temps_of_killed_runs_and_writes_the_usual_mode(native_tools, contract_model, tmp_path,
+                                                                       dead_pid):
+    stale = [tmp_path / f".pred.json.{dead_pid}-0123abcd.tmp", tmp_path / f".overlay.mp4.{dead_pid}-89abcdef.tmp.mp4"]
+    for path in stale:
+        path.write_bytes(b"half")
+    (tmp_path / f".old_run.{dead_pid}-00ff00ff.tmp").mkdir()  # a staging folder of python -m runtime --out-png
+    live = tmp_path / f".pred.json.{os.getpid()}-00000000.tmp"  # a live process's temp is not touched
+    live.write_bytes(b"in progress")
+    video = square_video(tmp_path / "clip.mp4", 3)
+    result = _native_result(native_tools, contract_model, video, "--out-json", tmp_path / "pred.json",
+                            "--out-video", tmp_path / "overlay.mp4", umask=0o027)
+    assert result.returncode == 0, result.stderr
+    assert temps_in(tmp_path) == [live.name]
+    for output in (tmp_path / "pred.json", tmp_path / "overlay.mp4"):
+        assert output.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("flag, value, problem", [
+    ("--threads", "0", "0 must be a positive integer"),
+    ("--threads", "x", "'x' is not an integer"),
+    ("--max-frames", "-3", "-3 must be a positive integer"),
+    ("--output-stride", "0", "0 must be a positive integer"),
+    ("--memory-stride", "0", "0 must be a positive integer"),
+    ("--max-missed-frames", "-1", "-1 must be an integer >= 0"),
+    ("--prompt-id", "-1", "-1 must be an integer >= 0"),
+    ("--score-threshold", "1.5", "1.5 must be between 0 and 1"),
+    ("--score-threshold", "1", "1 must be below 1 (no score is above 1)"),
+    ("--score-threshold", "nan", "'nan' is not a number"),
+    ("--min-iou", "0", "0 must be above 0 (an IoU of 0 would match unrelated masks)"),
+    ("--out-json", None, "expects a value"),
+    ("--bogus", "1", "unknown argument (esam3_run --help lists the flags)"),
+])
+def test_native_bad_flag_is_one_line_naming_it(flag, value, problem, native_tools, contract_model, tmp_path):
+    video = square_video(tmp_path / "clip.mp4", 2)
+    result = _native_result(native_tools, contract_model, video, *([flag] if value is None else [flag, value]))
+    assert result.returncode == 2
+    assert result.stderr == f"error: {flag}: {problem}\n"
+
+
+def test_native_frames_too_small_for_the_overlay_codec_are_named(native_tools, contract_model, tmp_path):
+    frames = tmp_path / "tiny"
+    frames.mkdir()
+    for number in range(2):
+        cv2.imwrite(str(frames / f"{number:05d}.jpg"), np.full((1, 1, 3), 200, np.uint8))
+    out_video = tmp_path / "overlay.mp4"
+    result = _native_result(native_tools, contract_model, frames, "--out-json", tmp_path / "pred.json",
+                            "--out-video", out_video)
+    assert result.returncode == 2
+    assert result.stderr == (f"error: {out_video}: the frame size 1x1 is too small for the mp4v codec of the overlay "
+                             "video (it needs at least 2x2 pixels)\n")
+    assert not (tmp_path / "pred.json").exists() and temps_in(tmp_path) == []
+
+
+def test_native_warns_about_truncated_inputs_naming_file_and_frame(native_tools, contract_model, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for number in range(3):
+        cv2.imwrite(str(frames / f"{number:05d}.jpg"), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    cut = frames / "00002.jpg"
+    cut.write_bytes(cut.read_bytes()[:-300])
+    result = _native_result(native_tools, contract_model, frames)
+    assert result.returncode == 0, result.stderr
+    assert (f"warning: {cut}: frame 2 is a truncated JPEG (no end-of-image marker); its missing part decodes as "
+            "grey") in result.stderr
+
+    avi = truncated_avi(tmp_path / "cut.avi", num_frames=10, keep=0.55)
+    result = _native_result(native_tools, contract_model, avi)
+    assert result.returncode == 0, result.stderr
+    assert re.search(rf"warning: {re.escape(str(avi))}: decoding stopped at frame (\d+), the container lists 10 "
+                     r"frames \(the file is truncated or corrupt\); the \1 decoded frames are used", result.stderr)

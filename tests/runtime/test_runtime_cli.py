@@ -90,7 +90,7 @@ def test_cli_bad_input_is_one_clear_line(case, checkpoint, video, tmp_path, caps
         "empty_prompt": "empty prompt",
         "wrong_backend": "does not match backend 'executorch'",
         "no_model": "model not found",
-        "bad_stride": "output_stride must be positive",
+        "bad_stride": "error: --output-stride: 0 must be a positive integer",
     }[case]
     extra = []
     if case == "bad_video":
@@ -152,3 +152,15 @@ def test_cli_writes_sav_png_folders_that_training_evaluate_reads(tmp_path, capsy
         png = cv2.imread(str(video_dir / f"{frame:05d}.png"), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(png > 0, mask_utils.decode(rle).astype(bool))
     assert [p.name for p in out_png.iterdir()] == ["sav_000003"]
+
+
+def test_a_prompt_over_the_text_context_is_a_warning_naming_it_and_the_limit(checkpoint, video, tmp_path, capsys,
+                                                                             caplog):
+    long_prompt = "a small bright red circle " * 8  # 40 words: over the tiny text encoder's 32 tokens
+    code = main(["--model", str(checkpoint), "--video", str(video), "--prompt", long_prompt, "--prompt", "red circle",
+                 "--max-frames", "1", "--threads", "1", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]  # the short prompt gives none
+    message = record.getMessage()
+    assert message.startswith(f"prompt {long_prompt!r} is 42 tokens with its start and end tokens, over the text "
+                              "encoder's context of 32: only 'a small bright red circle a small")

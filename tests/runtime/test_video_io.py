@@ -2,6 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
+from output_checks import truncated_avi
+
 from runtime.video_io import FrameSource, OverlayVideoWriter, VideoReadError, draw_overlay, object_colour
 
 
@@ -90,3 +92,53 @@ def test_overlay_writer_is_atomic_and_draws_objects(tmp_path):
         writer.write(drawn)
         raise RuntimeError("stop")
     assert list(tmp_path.glob("*failed*")) == []
+
+
+def test_a_truncated_jpeg_frame_is_a_warning_naming_the_file_and_frame(tmp_path, caplog):
+    video = tmp_path / "frames"
+    video.mkdir()
+    rng = np.random.default_rng(0)
+    for number in (0, 4, 8):
+        cv2.imwrite(str(video / f"{number:05d}.jpg"), rng.integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    cut = video / "00004.jpg"
+    cut.write_bytes(cut.read_bytes()[:-200])  # still decodes: libjpeg fills the rest with grey
+    with FrameSource(video) as source:
+        assert [n for n, _ in source] == [0, 4, 8]
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert record.getMessage() == f"{cut}: frame 4 is a truncated JPEG (no end-of-image marker); its missing part " \
+                                  "decodes as grey"
+
+
+def test_a_truncated_video_file_is_a_warning_naming_the_file_and_frame(tmp_path, caplog):
+    avi = truncated_avi(tmp_path / "cut.avi", num_frames=10, keep=0.55)
+    with FrameSource(avi) as source:
+        assert source.info.num_frames == 10
+        decoded = len(list(source))
+    assert 0 < decoded < 10
+    (record,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert record.getMessage() == (f"{avi}: decoding stopped at frame {decoded}, the container lists 10 frames (the "
+                                   f"file is truncated or corrupt); the {decoded} decoded frames are used")
+    caplog.clear()
+    with FrameSource(avi) as source:  # stopping early (--max-frames) is not a truncation
+        next(iter(source))
+    assert caplog.records == []
+
+
+def test_the_overlay_writer_refuses_a_video_that_does_not_read_back_whole(tmp_path):
+    out = tmp_path / "overlay.mp4"
+    frame = np.zeros((32, 48, 3), np.uint8)
+    with pytest.raises(OSError, match=r"overlay.mp4: the overlay video was not written completely \(0 of 2 frames"):
+        with OverlayVideoWriter(out, 24.0, (32, 48)) as writer:
+            writer.write(frame)
+            writer.write(frame)
+            writer._writer.release()
+            writer._temp.write_bytes(b"\0" * 8192)  # what a full disk leaves: no readable video
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_frames_too_small_for_mp4v_are_named_before_writing(tmp_path):
+    with pytest.raises(ValueError, match=r"tiny.mp4: the frame size 1x7 is too small for the mp4v codec"):
+        OverlayVideoWriter(tmp_path / "tiny.mp4", 24.0, (1, 7))
+    with OverlayVideoWriter(tmp_path / "small.mp4", 24.0, (2, 2)) as writer:
+        writer.write(np.zeros((2, 2, 3), np.uint8))
+    assert (tmp_path / "small.mp4").is_file()

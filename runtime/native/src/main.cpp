@@ -1,11 +1,17 @@
 // esam3_run: the command-line runner over an exported ExecuTorch program. Parses flags, builds a RunConfig
-// and makes one library call (esam3::run_video). Bad input ends in one "error: ..." line and exit code 2.
+// and makes one library call (esam3::run_video). Bad input ends in one "error: <file or flag>: <problem>" line
+// and exit code 2 (numeric flags are checked as python -m runtime checks them, with the same messages);
+// SIGINT / SIGTERM stop the run at the next frame with nothing written, exit code 130.
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
+
+#include <signal.h>
 
 #include "esam3/error.h"
 #include "esam3/runner.h"
@@ -27,33 +33,76 @@ const char* kUsage =
     "  --stats-json PATH       latency, fps and resident-memory samples as JSON\n"
     "  --output-stride N       record frames whose number is a multiple of N (default 1)\n"
     "  --memory-stride N       write every N-th frame into memory (default: the model's)\n"
-    "  --score-threshold X     keep queries with score probability > X (default 0.5)\n"
-    "  --min-iou X             mask IoU needed to keep an object id (default 0.3)\n"
+    "  --score-threshold X     keep queries with score probability > X, in [0, 1) (default 0.5)\n"
+    "  --min-iou X             mask IoU needed to keep an object id, in (0, 1] (default 0.3)\n"
     "  --max-missed-frames N   retire an object id after N misses (default 8)\n"
     "  --max-frames N          stop after N frames\n"
     "  --threads N             ExecuTorch thread-pool size (default: one per core)\n"
-    "  --quiet                 no progress line\n";
+    "  --quiet                 no progress line\n"
+    "\n"
+    "outputs: --out-json, --out-video and --stats-json are one set. Before any work every output folder\n"
+    "must exist and be writable, and temp files that killed runs left there are removed. Another run\n"
+    "writing any of the same outputs (esam3_run or python -m runtime) makes this run refuse at once\n"
+    "(exit 2). Everything is written under temp names and moved into place together when the video is\n"
+    "done; the overlay video is read back first and must hold every frame (a full disk is an error,\n"
+    "exit 2). An error, SIGINT or SIGTERM before that writes nothing: files already at the output paths\n"
+    "stay as they were; an interrupted run exits 130.\n";
 
-int usage_error(const std::string& message) {
-  std::fprintf(stderr, "%s\nerror: %s\n", kUsage, message.c_str());
-  return 2;
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void request_stop(int signal_number) { g_stop_signal = signal_number; }
+
+// SIGINT and SIGTERM set g_stop_signal; the frame loop reads it (RunConfig::stop_signal).
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
 }
 
-int to_int(const std::string& flag, const std::string& text) {
+esam3::Esam3Error flag_error(const std::string& flag, const std::string& problem) {
+  return esam3::Esam3Error(flag + ": " + problem);
+}
+
+// Python's efficient_sam3.cli number types, with their messages.
+long long parse_integer(const std::string& flag, const std::string& text) {
   size_t used = 0;
-  int value = 0;
+  long long value = 0;
   try {
-    value = std::stoi(text, &used);
+    value = std::stoll(text, &used);
+  } catch (const std::out_of_range&) {
+    throw flag_error(flag, "'" + text + "' is out of range");
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != text.size() || text.empty()) {
-    throw esam3::Esam3Error(flag + " expects an integer, got '" + text + "'");
+  if (text.empty() || used != text.size()) {
+    throw flag_error(flag, "'" + text + "' is not an integer");
+  }
+  if (value > std::numeric_limits<int>::max() || value < std::numeric_limits<int>::min()) {
+    throw flag_error(flag, "'" + text + "' is out of range");
   }
   return value;
 }
 
-double to_double(const std::string& flag, const std::string& text) {
+int positive_int(const std::string& flag, const std::string& text) {
+  const long long value = parse_integer(flag, text);
+  if (value <= 0) {
+    throw flag_error(flag, text + " must be a positive integer");
+  }
+  return static_cast<int>(value);
+}
+
+int non_negative_int(const std::string& flag, const std::string& text) {
+  const long long value = parse_integer(flag, text);
+  if (value < 0) {
+    throw flag_error(flag, text + " must be an integer >= 0");
+  }
+  return static_cast<int>(value);
+}
+
+double probability(const std::string& flag, const std::string& text) {
   size_t used = 0;
   double value = 0;
   try {
@@ -61,10 +110,34 @@ double to_double(const std::string& flag, const std::string& text) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != text.size() || text.empty()) {
-    throw esam3::Esam3Error(flag + " expects a number, got '" + text + "'");
+  if (text.empty() || used != text.size() || value != value) {
+    throw flag_error(flag, "'" + text + "' is not a number");
+  }
+  if (value < 0.0 || value > 1.0) {
+    throw flag_error(flag, text + " must be between 0 and 1");
   }
   return value;
+}
+
+double score_threshold(const std::string& text) {
+  const double value = probability("--score-threshold", text);
+  if (value == 1.0) {
+    throw flag_error("--score-threshold", text + " must be below 1 (no score is above 1)");
+  }
+  return value;
+}
+
+double mask_iou(const std::string& text) {
+  const double value = probability("--min-iou", text);
+  if (value == 0.0) {
+    throw flag_error("--min-iou", text + " must be above 0 (an IoU of 0 would match unrelated masks)");
+  }
+  return value;
+}
+
+int fail(const std::string& problem) {
+  std::fprintf(stderr, "error: %s\n", problem.c_str());
+  return 2;
 }
 
 }  // namespace
@@ -75,42 +148,18 @@ int main(int argc, char** argv) {
       {"--model", [&](const std::string& v) { config.model = v; }},
       {"--video", [&](const std::string& v) { config.video = v; }},
       {"--prompt", [&](const std::string& v) { config.prompt_texts.push_back(v); }},
-      {"--prompt-id",
-       [&](const std::string& v) {
-         const int id = to_int("--prompt-id", v);
-         if (id < 0) {
-           throw esam3::Esam3Error("--prompt-id must be >= 0, got " + v);
-         }
-         config.prompt_ids.push_back(static_cast<size_t>(id));
-       }},
+      {"--prompt-id", [&](const std::string& v) { config.prompt_ids.push_back(non_negative_int("--prompt-id", v)); }},
       {"--out-json", [&](const std::string& v) { config.out_json = v; }},
       {"--out-video", [&](const std::string& v) { config.out_video = v; }},
       {"--stats-json", [&](const std::string& v) { config.stats_json = v; }},
-      {"--output-stride", [&](const std::string& v) { config.output_stride = to_int("--output-stride", v); }},
-      {"--memory-stride",
-       [&](const std::string& v) {
-         config.session.memory_stride = to_int("--memory-stride", v);
-         if (config.session.memory_stride <= 0) {
-           throw esam3::Esam3Error("--memory-stride must be positive, got " + v);
-         }
-       }},
-      {"--score-threshold", [&](const std::string& v) { config.session.postprocess.score_threshold = to_double("--score-threshold", v); }},
-      {"--min-iou", [&](const std::string& v) { config.session.tracker.min_iou = to_double("--min-iou", v); }},
-      {"--max-missed-frames", [&](const std::string& v) { config.session.tracker.max_missed_frames = to_int("--max-missed-frames", v); }},
-      {"--max-frames",
-       [&](const std::string& v) {
-         config.max_frames = to_int("--max-frames", v);
-         if (config.max_frames <= 0) {
-           throw esam3::Esam3Error("--max-frames must be positive, got " + v);
-         }
-       }},
-      {"--threads",
-       [&](const std::string& v) {
-         config.num_threads = to_int("--threads", v);
-         if (config.num_threads <= 0) {
-           throw esam3::Esam3Error("--threads must be positive, got " + v);
-         }
-       }},
+      {"--output-stride", [&](const std::string& v) { config.output_stride = positive_int("--output-stride", v); }},
+      {"--memory-stride", [&](const std::string& v) { config.session.memory_stride = positive_int("--memory-stride", v); }},
+      {"--score-threshold", [&](const std::string& v) { config.session.postprocess.score_threshold = score_threshold(v); }},
+      {"--min-iou", [&](const std::string& v) { config.session.tracker.min_iou = mask_iou(v); }},
+      {"--max-missed-frames",
+       [&](const std::string& v) { config.session.tracker.max_missed_frames = non_negative_int("--max-missed-frames", v); }},
+      {"--max-frames", [&](const std::string& v) { config.max_frames = positive_int("--max-frames", v); }},
+      {"--threads", [&](const std::string& v) { config.num_threads = positive_int("--threads", v); }},
   };
   try {
     for (int i = 1; i < argc; ++i) {
@@ -125,24 +174,25 @@ int main(int argc, char** argv) {
       }
       auto option = options.find(flag);
       if (option == options.end()) {
-        return usage_error("unknown argument '" + flag + "'");
+        return fail(flag + ": unknown argument (esam3_run --help lists the flags)");
       }
       if (i + 1 >= argc) {
-        return usage_error(flag + " expects a value");
+        return fail(flag + ": expects a value");
       }
       option->second(argv[++i]);
     }
     if (config.model.empty() || config.video.empty()) {
-      return usage_error("--model and --video are required");
+      return fail("--model and --video are required (esam3_run --help)");
     }
+    install_stop_handlers();
+    config.stop_signal = &g_stop_signal;
     const esam3::RunSummary summary = esam3::run_video(config);
     std::printf("%s\n", summary.format().c_str());
     return 0;
-  } catch (const esam3::Esam3Error& err) {
-    std::fprintf(stderr, "error: %s\n", err.what());
-    return 2;
-  } catch (const std::exception& err) {  // OpenCV, filesystem or allocation failures
-    std::fprintf(stderr, "error: %s\n", err.what());
-    return 2;
+  } catch (const esam3::Interrupted& interrupted) {
+    std::fprintf(stderr, "error: %s\n", interrupted.what());
+    return 130;
+  } catch (const std::exception& err) {  // Esam3Error, OpenCV, filesystem or allocation failures
+    return fail(err.what());
   }
 }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <sstream>
 
 #include <unistd.h>
@@ -16,6 +17,7 @@
 
 #include "esam3/error.h"
 #include "esam3/metadata.h"
+#include "esam3/output_files.h"
 #include "esam3/predictions.h"
 #include "esam3/program.h"
 #include "esam3/video_io.h"
@@ -27,14 +29,64 @@ namespace {
 
 constexpr int kRssSampleEvery = 10;
 
-void check_output_dir(const std::string& path) {
-  if (path.empty()) {
-    return;
+struct Output {
+  std::string path;
+  std::string what;
+};
+
+std::vector<Output> outputs_of(const RunConfig& config) {
+  std::vector<Output> outputs;
+  for (const Output& output : {Output{config.out_json, "predictions JSON"}, Output{config.out_video, "overlay video"},
+                               Output{config.stats_json, "stats JSON"}}) {
+    if (!output.path.empty()) {
+      outputs.push_back(output);
+    }
   }
+  return outputs;
+}
+
+std::string folder_of(const std::string& path) {
   const fs::path parent = fs::path(path).parent_path();
-  if (!parent.empty() && !fs::is_directory(parent)) {
-    throw Esam3Error(path + ": output directory " + parent.string() + " does not exist");
+  return parent.empty() ? "." : parent.string();
+}
+
+// The absolute path with symlinks and ".." resolved as far as it exists (the path itself when that fails).
+std::string canonical_name(const std::string& path) {
+  std::error_code error;
+  const fs::path resolved = fs::weakly_canonical(path, error);
+  return error ? path : resolved.string();
+}
+
+// Before any work: no path given twice, temps of killed runs removed, every output writable.
+void check_outputs(const std::vector<Output>& outputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    for (size_t j = i + 1; j < outputs.size(); ++j) {
+      if (canonical_name(outputs[i].path) == canonical_name(outputs[j].path)) {
+        throw Esam3Error(outputs[i].path + ": the same path is given for the " + outputs[i].what + " and the " +
+                         outputs[j].what);
+      }
+    }
   }
+  for (const Output& output : outputs) {
+    remove_stale_temps(folder_of(output.path));
+    check_writable(output.path, output.what);
+  }
+}
+
+// One OutputLock per output, in a fixed order (by lock file), held until the returned vector is destroyed.
+std::vector<std::unique_ptr<OutputLock>> lock_outputs(const std::vector<Output>& outputs) {
+  std::vector<std::string> paths;
+  for (const Output& output : outputs) {
+    paths.push_back(output.path);
+  }
+  std::sort(paths.begin(), paths.end(), [](const std::string& a, const std::string& b) {
+    return canonical_name(OutputLock::lock_path_for(a)) < canonical_name(OutputLock::lock_path_for(b));
+  });
+  std::vector<std::unique_ptr<OutputLock>> locks;
+  for (const std::string& path : paths) {
+    locks.push_back(std::make_unique<OutputLock>(path));
+  }
+  return locks;
 }
 
 }  // namespace
@@ -104,11 +156,17 @@ std::string RunSummary::to_json() const {
 
 RunSummary run_video(const RunConfig& config) {
   config.validate();
-  for (const std::string& out : {config.out_json, config.out_video, config.stats_json}) {
-    check_output_dir(out);
-  }
+  const std::vector<Output> outputs = outputs_of(config);
+  check_outputs(outputs);  // a missing folder or an unwritable output fails now, not after the whole video
+  const std::vector<std::unique_ptr<OutputLock>> locks = lock_outputs(outputs);
   if (!fs::is_regular_file(config.model)) {
     throw Esam3Error(config.model + ": model not found (expected a .pte written by python -m export.executorch)");
+  }
+  FrameSource source(config.video);  // a bad video fails before the model loads
+  const VideoInfo& info = source.info();
+  std::unique_ptr<OverlayVideoWriter> writer;
+  if (!config.out_video.empty()) {
+    writer = std::make_unique<OverlayVideoWriter>(config.out_video, info.fps, cv::Size(info.width, info.height));
   }
   const ExportMetadata metadata = read_export_metadata(metadata_path_for(config.model));
   Program program(config.model, metadata.info, config.num_threads);
@@ -120,15 +178,18 @@ RunSummary run_video(const RunConfig& config) {
     session.add_prompt(text);
   }
 
-  FrameSource source(config.video);
-  const VideoInfo& info = source.info();
   MaskletRecorder recorder(info.video_id, cv::Size(info.width, info.height));
-  std::unique_ptr<OverlayVideoWriter> writer;
-  if (!config.out_video.empty()) {
-    writer = std::make_unique<OverlayVideoWriter>(config.out_video, info.fps, cv::Size(info.width, info.height));
-  }
   const int total = config.max_frames > 0 ? std::min(info.num_frames, config.max_frames) : info.num_frames;
   const bool progress = config.show_progress && isatty(fileno(stderr));
+  const auto stop_if_requested = [&]() {
+    if (config.stop_signal != nullptr && *config.stop_signal != 0) {
+      if (progress) {
+        std::fprintf(stderr, "\n");
+      }
+      throw Interrupted(config.video + ": interrupted (signal " + std::to_string(*config.stop_signal) +
+                        "); nothing was written");
+    }
+  };
 
   RunSummary summary;
   summary.video_id = info.video_id;
@@ -138,6 +199,7 @@ RunSummary run_video(const RunConfig& config) {
   bool warned = false;
   cv::Mat frame;
   while (source.next(number, frame)) {
+    stop_if_requested();
     if (previous >= 0 && number != previous + 1 && !warned) {
       warned = true;
       std::fprintf(stderr, "warning: %s: frame numbers jump from %d to %d; memory is written every %d processed frames\n",
@@ -170,13 +232,18 @@ RunSummary run_video(const RunConfig& config) {
     throw Esam3Error(config.video + ": no frame was processed");
   }
   summary.rss_samples.emplace_back(static_cast<int>(latencies.size()), resident_memory_kib().first);
+  stop_if_requested();
+
+  // Stage every output, checking each, before any is moved into place.
   if (writer) {
-    writer->commit();
+    writer->finish();
+  }
+  std::optional<StagedFile> json, stats;
+  if (!config.out_json.empty()) {
+    json.emplace(config.out_json);
+    json->write(recorder.to_json(), "predictions JSON");
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!config.out_json.empty()) {
-    write_file_atomically(config.out_json, recorder.to_json());
-  }
   summary.peak_rss_kib = resident_memory_kib().second;
   summary.num_frames = static_cast<int>(latencies.size());
   summary.num_recorded = static_cast<int>(recorder.num_frames());
@@ -186,7 +253,19 @@ RunSummary run_video(const RunConfig& config) {
   summary.fps = 1000.0 / (std::accumulate(latencies.begin(), latencies.end(), 0.0) / latencies.size());
   summary.wall_fps = latencies.size() / wall;
   if (!config.stats_json.empty()) {
-    write_file_atomically(config.stats_json, summary.to_json());
+    stats.emplace(config.stats_json);
+    stats->write(summary.to_json(), "stats JSON");
+  }
+  stop_if_requested();
+  // Commit: renames only; the stop flag is not read from here on, so a signal cannot split the set.
+  if (writer) {
+    writer->commit();
+  }
+  if (json) {
+    json->commit();
+  }
+  if (stats) {
+    stats->commit();
   }
   return summary;
 }

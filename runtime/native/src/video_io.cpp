@@ -21,10 +21,25 @@ bool is_digits(const std::string& text) {
   return !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
 }
 
-cv::Mat read_image(const std::string& path) {
+// No end-of-image marker after the last start-of-scan marker: the JPEG was cut short (libjpeg fills the
+// missing rows with grey and only prints "Premature end of JPEG file"). runtime/video_io.py jpeg_is_truncated.
+bool jpeg_is_truncated(const std::string& path) {
+  std::ifstream stream(path, std::ios::binary | std::ios::ate);
+  std::string data(static_cast<size_t>(std::max<std::streamoff>(stream.tellg(), 0)), '\0');
+  stream.seekg(0);
+  stream.read(data.data(), static_cast<std::streamsize>(data.size()));
+  const size_t scan = data.rfind("\xff\xda");
+  return scan != std::string::npos && data.find("\xff\xd9", scan) == std::string::npos;
+}
+
+cv::Mat read_frame_file(int frame_number, const std::string& path) {
   cv::Mat frame = cv::imread(path, cv::IMREAD_COLOR);
   if (frame.empty()) {
     throw Esam3Error(path + ": unreadable image");
+  }
+  if (jpeg_is_truncated(path)) {
+    std::fprintf(stderr, "warning: %s: frame %d is a truncated JPEG (no end-of-image marker); its missing part decodes as grey\n",
+                 path.c_str(), frame_number);
   }
   return frame;
 }
@@ -65,7 +80,7 @@ FrameSource::FrameSource(const std::string& path) {
         files_.emplace_back(static_cast<int>(i), files[i].string());
       }
     }
-    first_ = read_image(files_[0].second);
+    first_ = read_frame_file(files_[0].first, files_[0].second);
     info_ = VideoInfo{source.filename().string(), path, static_cast<int>(files_.size()), kDefaultDirectoryFps,
                       first_.rows, first_.cols};
     return;
@@ -99,7 +114,7 @@ bool FrameSource::next(int& frame_number, cv::Mat& frame) {
       return false;
     }
     frame_number = files_[position_].first;
-    frame = read_image(files_[position_].second);
+    frame = read_frame_file(files_[position_].first, files_[position_].second);
     if (frame.size() != cv::Size(info_.width, info_.height)) {
       throw Esam3Error(files_[position_].second + ": frame is " + std::to_string(frame.rows) + "x" + std::to_string(frame.cols) +
                        ", the first frame of " + info_.path + " is " + std::to_string(info_.height) + "x" +
@@ -109,6 +124,12 @@ bool FrameSource::next(int& frame_number, cv::Mat& frame) {
     return true;
   }
   if (!capture_.read(frame) || frame.empty()) {
+    if (!ended_ && static_cast<int>(position_) < info_.num_frames) {
+      std::fprintf(stderr, "warning: %s: decoding stopped at frame %zu, the container lists %d frames (the file is "
+                   "truncated or corrupt); the %zu decoded frames are used\n", info_.path.c_str(), position_,
+                   info_.num_frames, position_);
+    }
+    ended_ = true;
     return false;
   }
   frame_number = static_cast<int>(position_++);
@@ -163,22 +184,22 @@ cv::Mat draw_overlay(const cv::Mat& frame, const std::vector<ObjectResult>& obje
   return canvas;
 }
 
-OverlayVideoWriter::OverlayVideoWriter(const std::string& path, double fps, cv::Size frame_size)
-    : path_(path), frame_size_(frame_size) {
-  const fs::path target(path);
-  const std::string suffix = target.extension().empty() ? ".mp4" : target.extension().string();
-  tmp_path_ = (target.parent_path() / ("." + target.stem().string() + ".tmp" + suffix)).string();
-  const int fourcc = cv::VideoWriter::fourcc('m', 'p', '4', 'v');
-  if (!writer_.open(tmp_path_, video_backend(), fourcc, fps, frame_size)) {
-    throw Esam3Error(path + ": cannot open a video writer (directory missing or codec unavailable)");
+void check_overlay_frame_size(const std::string& path, cv::Size frame_size) {
+  if (std::min(frame_size.width, frame_size.height) < kOverlayMinSide) {
+    const std::string side = std::to_string(kOverlayMinSide);
+    throw Esam3Error(path + ": the frame size " + std::to_string(frame_size.height) + "x" + std::to_string(frame_size.width) +
+                     " is too small for the mp4v codec of the overlay video (it needs at least " + side + "x" + side +
+                     " pixels)");
   }
 }
 
-OverlayVideoWriter::~OverlayVideoWriter() {
-  if (!closed_) {
-    writer_.release();
-    std::error_code ignored;
-    fs::remove(tmp_path_, ignored);
+OverlayVideoWriter::OverlayVideoWriter(const std::string& path, double fps, cv::Size frame_size)
+    : path_(path), frame_size_(frame_size), staged_(path, fs::path(path).extension().empty() ? ".mp4" : fs::path(path).extension().string()) {
+  check_overlay_frame_size(path, frame_size);
+  const int fourcc = cv::VideoWriter::fourcc('m', 'p', '4', 'v');
+  if (!writer_.open(staged_.temp(), video_backend(), fourcc, fps, frame_size)) {
+    throw Esam3Error(path + ": cannot open an mp4v video writer (the folder is not writable or this OpenCV has no mp4v "
+                     "encoder)");
   }
 }
 
@@ -187,40 +208,35 @@ void OverlayVideoWriter::write(const cv::Mat& frame) {
     throw Esam3Error(path_ + ": frame size differs from the video's");
   }
   writer_.write(frame);
+  ++frames_written_;
+}
+
+void OverlayVideoWriter::finish() {
+  if (checked_) {
+    return;
+  }
+  writer_.release();
+  if (frames_written_ == 0) {
+    throw Esam3Error(path_ + ": no frame was written to the overlay video; nothing was moved into place");
+  }
+  cv::VideoCapture capture;
+  int frames_found = 0;
+  bool first_decodes = false;
+  if (capture.open(staged_.temp(), video_backend())) {
+    frames_found = static_cast<int>(capture.get(cv::CAP_PROP_FRAME_COUNT));
+    cv::Mat first;
+    first_decodes = capture.read(first) && !first.empty();
+  }
+  if (frames_found != frames_written_ || !first_decodes) {
+    throw Esam3Error(path_ + ": the overlay video was not written completely (" + std::to_string(frames_found) + " of " +
+                     std::to_string(frames_written_) + " frames read back; is the disk full?); nothing was moved into place");
+  }
+  checked_ = true;
 }
 
 void OverlayVideoWriter::commit() {
-  writer_.release();
-  closed_ = true;
-  std::error_code error;
-  fs::rename(tmp_path_, path_, error);
-  if (error) {
-    throw Esam3Error(path_ + ": cannot move the finished video into place (" + error.message() + ")");
-  }
-}
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const fs::path target(path);
-  const fs::path directory = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-  if (!fs::is_directory(directory)) {
-    throw Esam3Error(path + ": output directory " + directory.string() + " does not exist");
-  }
-  const fs::path tmp = directory / ("." + target.filename().string() + ".tmp");
-  {
-    std::ofstream stream(tmp, std::ios::binary | std::ios::trunc);
-    stream << text;
-    if (!stream.flush()) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw Esam3Error(path + ": cannot write the output file");
-    }
-  }
-  std::error_code error;
-  fs::rename(tmp, target, error);
-  if (error) {
-    fs::remove(tmp, error);
-    throw Esam3Error(path + ": cannot move the output into place");
-  }
+  finish();
+  staged_.commit();
 }
 
 }  // namespace esam3

@@ -11,4 +11,10 @@ class Esam3Error : public std::runtime_error {
   explicit Esam3Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+// A run stopped on request (SIGINT / SIGTERM) before its outputs were moved into place: nothing was written.
+class Interrupted : public Esam3Error {
+ public:
+  explicit Interrupted(const std::string& message) : Esam3Error(message) {}
+};
+
 }  // namespace esam3

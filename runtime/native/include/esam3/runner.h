@@ -1,8 +1,15 @@
 // Run a session over a whole video: predictions JSON, overlay video, latency and memory numbers; mirrors
 // runtime/run.py. Every frame is processed (memory needs every memory_stride-th frame); output_stride only
 // chooses which frames are recorded in the JSON (4 = the 6 fps annotated frames of a 24 fps SA-V video).
+//
+// The outputs are one set, as in runtime/run_outputs.py: before any work the temps of killed runs are removed
+// from the output folders and every output must be writable; an OutputLock is held on each output for the
+// whole run (the same .<name>.lock files as Python's, so the two runners exclude each other); everything is
+// written under temp names and renamed into place together at the end, after the overlay video was read
+// back whole. An error or a stop request before then leaves none of them (earlier files stay as they were).
 #pragma once
 
+#include <csignal>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -14,6 +21,8 @@ namespace esam3 {
 
 // prompt_texts are matched against the prompts stored in the metadata; prompt_ids index them directly.
 // Empty paths mean "do not write". max_frames 0 = the whole video; num_threads 0 = ExecuTorch's default.
+// stop_signal: when set, a flag a signal handler sets to its signal number; the frame loop then throws
+// Interrupted at the next frame (nullptr: runs to the end).
 struct RunConfig {
   std::string model;
   std::string video;
@@ -27,6 +36,7 @@ struct RunConfig {
   int num_threads = 0;
   bool show_progress = true;
   SessionConfig session;
+  const volatile std::sig_atomic_t* stop_signal = nullptr;
 
   void validate() const;
 };

@@ -5,7 +5,9 @@
 // - a video file (mp4, avi, ...): frame numbers 0, 1, 2, ...;
 // - a directory of *.jpg / *.jpeg frames (SA-V JPEGImages_24fps/<video_id>/00000.jpg): frames in numeric
 //   order of their file names, which are their frame numbers (positions when not all names are numbers).
-// Unreadable inputs and zero-frame videos throw Esam3Error naming the file.
+// Unreadable inputs and zero-frame videos throw Esam3Error naming the file. Damage that still decodes is a
+// "warning: ..." line on stderr naming the file and the frame: a truncated JPEG (its missing part decodes
+// grey), a video file that ends before the frame count its container lists.
 #pragma once
 
 #include <array>
@@ -16,11 +18,14 @@
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>
 
+#include "esam3/output_files.h"
 #include "esam3/session.h"
 
 namespace esam3 {
 
 constexpr double kDefaultDirectoryFps = 24.0;  // SA-V JPEGImages_24fps
+// FFmpeg's mp4v encoder refuses frames 1 pixel high or wide (measured; runtime/video_io.py OVERLAY_MIN_SIDE).
+constexpr int kOverlayMinSide = 2;
 
 // video_id: file stem or directory name; num_frames: the container's count (may be approximate).
 struct VideoInfo {
@@ -44,6 +49,7 @@ class FrameSource {
   cv::VideoCapture capture_;
   std::vector<std::pair<int, std::string>> files_;  // directory sources: (frame number, path)
   size_t position_ = 0;
+  bool ended_ = false;
   cv::Mat first_;
 };
 
@@ -53,23 +59,27 @@ cv::Scalar object_colour(int obj_id);
 // BGR frame + objects -> a new BGR frame with tinted masks, boxes and "id prompt score".
 cv::Mat draw_overlay(const cv::Mat& frame, const std::vector<ObjectResult>& objects, double alpha = 0.5);
 
-// mp4v writer that appears at `path` only when committed (written to a temp name, then renamed).
+// Throws Esam3Error naming `path` when frames of `frame_size` cannot be encoded as mp4v.
+void check_overlay_frame_size(const std::string& path, cv::Size frame_size);
+
+// mp4v writer whose video appears at `path` only whole: frames go to a unique temp name (StagedFile);
+// finish() closes the video and reads it back (OpenCV's writer reports no error when the disk fills up:
+// the frame count must equal the frames written and the first frame must decode), commit() then renames
+// it into place. Destroyed without commit(), the temp file is removed.
 class OverlayVideoWriter {
  public:
   OverlayVideoWriter(const std::string& path, double fps, cv::Size frame_size);
-  ~OverlayVideoWriter();  // discards the temp file unless commit() ran
   void write(const cv::Mat& frame);
+  void finish();
   void commit();
 
  private:
   std::string path_;
-  std::string tmp_path_;
   cv::Size frame_size_;
-  cv::VideoWriter writer_;
-  bool closed_ = false;
+  StagedFile staged_;
+  cv::VideoWriter writer_;  // declared after staged_: released before the temp file is removed
+  int frames_written_ = 0;
+  bool checked_ = false;
 };
-
-// Write `text` to `path` atomically (temp file in the same directory, then rename).
-void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace esam3
