@@ -204,9 +204,11 @@ class OutputLock:
     with the process, so a killed run never blocks the next one).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_path: str | Path | None = None) -> None:
+        """``lock_path``: where the lock file goes when not beside ``path`` (e.g. a folder inside a root
+        that must hold only data folders)."""
         self.path = Path(path)
-        self.lock_path = self.path.parent / f".{self.path.name}.lock"
+        self.lock_path = Path(lock_path) if lock_path is not None else self.path.parent / f".{self.path.name}.lock"
         self._handle = None
 
     def __enter__(self) -> "OutputLock":

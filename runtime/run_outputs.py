@@ -59,10 +59,8 @@ class OutputPaths:
         ``.<root name>.<video_id>.lock`` beside the PNG root, so the root holds only video folders."""
         locks = [OutputLock(path) for path in (self.json, self.video) if path is not None]
         if self.png_root is not None:
-            png_lock = OutputLock(self.png_folder(video_id))
             root = Path(self.png_root).resolve()
-            png_lock.lock_path = root.parent / f".{root.name}.{video_id}.lock"
-            locks.append(png_lock)
+            locks.append(OutputLock(self.png_folder(video_id), lock_path=root.parent / f".{root.name}.{video_id}.lock"))
         return sorted(locks, key=lambda lock: str(lock.lock_path.resolve()))
 
 
