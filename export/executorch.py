@@ -98,10 +98,10 @@ def export_executorch(config: ExecutorchExportConfig) -> ExportResult:
     out = Path(config.out)
     check_creatable(out, "--out program")
     check_frame_sources(config.calibration_videos, config.parity_frames)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with timer.stage(f"load {config.checkpoint}"):
         model = EfficientSam3Model.from_pretrained(config.checkpoint).eval()
         sha = checkpoint_sha256(config.checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with timer.stage("fold BatchNorms and re-parameterise"):
         deployed = deployment_model(model)
     programs = export_programs(deployed, config, timer)

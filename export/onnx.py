@@ -62,10 +62,10 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportResult:
     check_creatable(out, "--out folder", folder=True)
     if config.parity_frames is not None:
         read_frames(config.parity_frames, 1)  # a missing or unreadable frame source fails now, not after exporting
-    out.parent.mkdir(parents=True, exist_ok=True)
     with timer.stage(f"load {config.checkpoint}"):
         model = EfficientSam3Model.from_pretrained(config.checkpoint).eval()
         sha = checkpoint_sha256(config.checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with timer.stage("fold BatchNorms and re-parameterise"):
         wrappers = build_entry_points(deployment_model(model))
     files = {name: f"{name}.onnx" for name in METHOD_NAMES}

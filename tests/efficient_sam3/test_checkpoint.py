@@ -67,3 +67,30 @@ def test_tokenize_is_offline_clip_bpe(tiny_model):
     assert input_ids.shape == (2, 32) and attention_mask.shape == (2, 32)
     assert input_ids[0, :7].tolist() == [49406, 320, 1125, 539, 320, 2368, 49407]
     assert attention_mask[0].sum() == 7
+
+
+def test_checkpoint_files_get_the_usual_mode(tiny_model, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        tiny_model.save_pretrained(tmp_path)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"config.json": 0o644, "model.safetensors": 0o644}  # mkstemp's 0600 before
+
+
+def test_config_errors_name_the_file(tmp_path):
+    import json
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "efficient_sam3", "image_size": 504, "no_such_field": 1}))
+    with pytest.raises(ValueError, match="no_such_field") as error:
+        EfficientSam3Model.from_pretrained(tmp_path)
+    assert str(path) in str(error.value)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not an EfficientSAM3 config") as error:
+        EfficientSam3Model.from_pretrained(tmp_path)
+    assert str(path) in str(error.value)

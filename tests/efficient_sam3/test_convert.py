@@ -157,3 +157,32 @@ def test_geometry_token_matches_transformers_geometry_encoder(teacher, monkeypat
     assert expected.shape == ours.shape == (2, 1, 256)
     assert (ours - expected).abs().max() <= TOL
     assert expected.std() > 1e-3
+
+
+def test_converted_checkpoint_folder_gets_the_usual_mode_and_replaces_an_empty_one(tmp_path):
+    import os
+    import stat
+
+    from efficient_sam3 import EfficientSam3Model
+    from efficient_sam3.convert import _save_atomically
+
+    out = tmp_path / "ckpt"
+    out.mkdir()  # an empty folder may be given as --out
+    old = os.umask(0o022)
+    try:
+        _save_atomically(EfficientSam3Model(EfficientSam3Config.from_preset("tiny")), out)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755  # mkdtemp's 0700 before
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no staging folder left
+
+
+def test_cli_names_the_flag_of_an_image_size_the_model_cannot_take(tmp_path, capsys):
+    from efficient_sam3.convert import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--from", "sam3", str(tmp_path / "sam3.pt"), "--out", str(tmp_path / "out"), "--image-size", "100"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("error: --image-size: 100 is not a multiple of 28") and "504" in err

@@ -50,3 +50,15 @@ def test_checkpoint_sha256_hashes_the_weights_file(tmp_path):
     assert checkpoint_sha256(tmp_path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     with pytest.raises(FileNotFoundError, match="missing weights file"):
         checkpoint_sha256(tmp_path / "nowhere")
+
+
+def test_metadata_gets_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "sub" / "model.pte.json", _valid_metadata())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "sub" / "model.pte.json").stat().st_mode) == 0o644  # mkstemp's 0600 before
