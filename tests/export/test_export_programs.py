@@ -137,3 +137,19 @@ def test_measure_latency_reports_every_backend(executorch_export, onnx_export, t
     assert [r.backend.split()[0] for r in results] == ["executorch", "onnx"]
     assert all(r.frame_ms == pytest.approx(r.encode_ms + r.decode_ms) and r.frame_ms > 0 for r in results)
     assert 0 < host_state_cost(repeats=5) < 100
+
+
+def test_exports_get_the_usual_mode_and_leave_no_temp(executorch_export, onnx_export):
+    """The .pte metadata (mkstemp: 0600) and the ONNX folder (mkdtemp: 0700) had private modes before."""
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    assert mode(executorch_export.program) == mode(executorch_export.metadata) == 0o666 & ~umask
+    assert mode(onnx_export.directory) == 0o777 & ~umask
+    assert all(mode(path) == 0o666 & ~umask for path in onnx_export.directory.iterdir())
+    assert sorted(p.name for p in executorch_export.program.parent.iterdir()) == sorted(
+        [executorch_export.program.name, executorch_export.metadata.name])
+    assert [p.name for p in onnx_export.directory.parent.iterdir()] == [onnx_export.directory.name]
