@@ -102,7 +102,8 @@ class SAVAnnotation:
         rles = self.masklet[annotated_idx]
         if not rles:
             return []
-        areas = mask_utils.area([checked_rle(rle, self.rle_source(annotated_idx, slot)) for slot, rle in enumerate(rles)])
+        checked = [checked_rle(rle, self.rle_source(annotated_idx, slot)) for slot, rle in enumerate(rles)]
+        areas = mask_utils.area(checked)
         return [slot for slot, area in enumerate(areas) if area > 0]
 
     def decode_masks(self, annotated_idx: int, slots: list[int]) -> np.ndarray:
