@@ -101,6 +101,7 @@ class VideoDistillationConfig:
     absent_prompt_prob: float = 0.2
     degraded_fraction: float | None = None
     checkpoint_every: int = 100
+    diagnostics_every: int = 25  # memory diagnostics (training.memory_diagnostics) every this many steps
     stop_after_steps: int | None = None
     max_videos: int | None = None
     debug: bool = False
@@ -110,7 +111,7 @@ class VideoDistillationConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, ("context_frames", "max_objects_per_frame", "epochs", "lr", "batch_size",
-                               "grad_accum", "checkpoint_every"))
+                               "grad_accum", "checkpoint_every", "diagnostics_every"))
         for name in ("steps_per_epoch", "stop_after_steps", "max_videos"):
             value = getattr(self, name)
             if value is not None and value <= 0:

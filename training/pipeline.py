@@ -135,6 +135,8 @@ def run_default_pipeline(config: PipelineConfig) -> dict:
         "num_evaluated_frames": result.num_frames,
         "skipped_videos": result.skipped,
         "memory_gate": float(torch.tanh(model.memory_cross_attn.gate.detach()).item()),
+        # What the memory held while it trained (training.memory_diagnostics): retention < threshold = collapse.
+        "memory_diagnostics": video.memory_diagnostics,
         "image_stage_final_loss": image.final_loss,
         "video_stage_final_loss": video.final_loss,
         "wall_time_s": time.perf_counter() - started,
@@ -173,6 +175,10 @@ def format_summary_table(summary: dict) -> str:
     lines.append(f"| pairs (video, phrase) | {summary['concept_pairs']['total']} "
                  f"({summary['concept_pairs']['positive']} positive) |")
     lines.append(f"| gain from memory content, memory on - control | {summary['jf_gain_memory_content']:+.1f} |")
+    diagnostics = summary.get("memory_diagnostics") or {}
+    if diagnostics:
+        lines.append(f"| memory retention, first -> last (collapse < {diagnostics['retention_threshold']}) | "
+                     f"{diagnostics['retention_first']:.3f} -> {diagnostics['retention_last']:.3f} |")
     lines.append(f"| wall time | {summary['wall_time_s']:.0f} s |")
     return "\n".join(lines)
 

@@ -71,13 +71,13 @@ def plot_loss_curves(log_path: Path, png_path: Path, title: str = "") -> None:
     if not rows:
         raise ValueError(f"{log_path}: empty log, nothing to plot")
     names = [key for key in rows[-1] if key not in NON_LOSS_KEYS and isinstance(rows[-1][key], (int, float))]
-    steps = [row["step"] for row in rows]
     columns = 2
     figure_rows = math.ceil(len(names) / columns)
     figure, axes = plt.subplots(figure_rows, columns, figsize=(10, 2.6 * figure_rows), squeeze=False)
     for axis, name in zip(axes.flat, names):
-        values = [row.get(name, float("nan")) for row in rows]
-        axis.plot(steps, values, linewidth=0.6, alpha=0.5)
+        measured = [row for row in rows if isinstance(row.get(name), (int, float))]  # diagnostics: some steps only
+        steps, values = [row["step"] for row in measured], [row[name] for row in measured]
+        axis.plot(steps, values, linewidth=0.6, alpha=0.5, marker="." if len(values) < 50 else None)
         window = max(len(values) // 20, 1)
         if window > 1:  # moving average over ~5% of the run
             smooth = [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])

@@ -26,9 +26,10 @@ import math
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -51,6 +52,7 @@ from training.distributed import DistributedContext, average_gradients, barrier,
 from training.frame_dataset import read_video_facts
 from training.image import seed_everything
 from training.losses import SegmentationLoss
+from training.memory_diagnostics import MemoryDiagnostics, measure_memory, summarise
 from training.run_log import LOG_FILE, PLOT_FILE, RunLog, plot_loss_curves
 from training.schedule import warmup_cosine_scheduler
 from training.teacher import weights_sha256
@@ -77,6 +79,8 @@ class VideoStageResult:
     trainable_sha256: str  # hash of the trained parameters (identical on every rank)
     wall_time_s: float
     rank: int  # this process's rank (0 without torchrun)
+    # training.memory_diagnostics.summarise of the measurements logged during the run ({} if none could be made)
+    memory_diagnostics: dict = field(default_factory=dict)
 
 
 def find_latest_student(runs_dir: Path) -> Path:
@@ -128,6 +132,35 @@ def memory_param_groups(model, lr: float, perceiver_lr_scale: float) -> list[dic
     names = sorted(trained_modules(perceiver_lr_scale), key=lambda name: name != "memory_cross_attn")
     return [{"params": list(getattr(model, name).parameters()),
              "lr": lr * perceiver_lr_scale if name == "perceiver_resampler" else lr} for name in names]
+
+
+PROBE_CLIPS = 4  # clips of different videos the memory diagnostics compare
+
+
+def memory_probe(dataset: SAVVideoDataset, clip_keys: list[tuple[str, int]], facts: dict, tokenizer: PromptTokenizer,
+                 seed: int) -> PromptedBatch | None:
+    """The fixed batch the memory diagnostics run on: from each of the first PROBE_CLIPS videos (sorted by
+    id) its last clip (the most context), prompted with a phrase present in it. None with fewer than two
+    videos (retention compares clips of different videos)."""
+    last: dict[str, int] = {}
+    for index, (video, query) in enumerate(clip_keys):
+        if video not in last or query > clip_keys[last[video]][1]:
+            last[video] = index
+    videos = sorted(last)[:PROBE_CLIPS]
+    if len(videos) < 2:
+        return None
+    items = [dataset[last[video]] for video in videos]
+    categories = [list(facts[item["video_id"]].categories) for item in items]
+    rngs = [np.random.default_rng([seed, 0x9E37, position]) for position in range(len(items))]
+    return build_batch(items, categories, rngs, tokenizer, absent_prompt_prob=0.0)
+
+
+def _diagnose(model, probe: PromptedBatch, step: int, progress) -> MemoryDiagnostics:
+    """Measure the memory on the probe; a collapse is printed at once, above the progress bar."""
+    diagnostics = measure_memory(model, memory_forward, probe)
+    if diagnostics.collapsed:
+        progress.write(f"WARNING video stage step {step}: {diagnostics.warning()}", file=sys.stderr)
+    return diagnostics
 
 
 def trainable_sha256(model) -> str:
@@ -228,6 +261,12 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
     row: dict = {}
     progress = tqdm(total=end_step, initial=step, desc="video stage", unit="step",
                     disable=not (config.show_progress and context.is_main))
+    probe = memory_probe(dataset, clip_keys, facts, tokenizer, config.seed) if context.is_main else None
+    diagnostics_log: list[dict] = []
+    if probe is not None:
+        probe = probe.to(context.device)
+        first = _diagnose(model, probe, step, progress)
+        diagnostics_log.append({"step": step, **first.as_row()})  # before training: in the summary, not the log
     while step < end_step:
         step_started = time.perf_counter()
         epoch, step_in_epoch = divmod(step, steps_per_epoch)
@@ -266,6 +305,10 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
             row = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0], **metrics,
                    "memory_gate": float(torch.tanh(model.memory_cross_attn.gate.detach()).item()),
                    "steps_per_s": 1.0 / (time.perf_counter() - step_started)}
+            if probe is not None and (step % config.diagnostics_every == 0 or step == end_step):
+                measured = _diagnose(model, probe, step, progress).as_row()
+                diagnostics_log.append({"step": step, **measured})
+                row.update(measured)
             run_log.write(row)
             progress.update(1)
             progress.set_postfix(loss=f"{row['loss']:.3f}", steps_per_s=f"{row['steps_per_s']:.2f}")
@@ -299,7 +342,7 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
                             plot_path=plot_path, steps=step, total_steps=total_steps,
                             final_loss=row.get("loss", math.nan), missing_keys=list(loaded.missing_keys),
                             trainable_sha256=digest, wall_time_s=time.perf_counter() - started,
-                            rank=context.rank)
+                            rank=context.rank, memory_diagnostics=summarise(diagnostics_log))
 
 
 def _check_gradients(model, names: list[str], saw_gradient: dict[str, bool], step: int) -> None:
@@ -357,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--degraded-fraction", type=probability, default=defaults.degraded_fraction,
                         help="share of query frames drawn from synthetic degraded frames")
     parser.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every)
+    parser.add_argument("--diagnostics-every", type=positive_int, default=defaults.diagnostics_every,
+                        help="measure what the memory holds (retention, perceiver attention) every N steps")
     parser.add_argument("--stop-after-steps", type=positive_int, help="end early; --resume continues the same schedule")
     parser.add_argument("--max-videos", type=positive_int, help="train on the first N videos only")
     parser.add_argument("--annotation-type", choices=("manual", "auto"), default=defaults.annotation_type)
@@ -394,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             runs_dir=args.runs_dir, resume=resume, annotation_type=args.annotation_type, epochs=args.epochs,
             steps_per_epoch=args.steps_per_epoch, lr=args.lr, perceiver_lr_scale=args.perceiver_lr_scale,
             warmup_steps=args.warmup_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-            degraded_fraction=args.degraded_fraction, checkpoint_every=args.checkpoint_every,
+            degraded_fraction=args.degraded_fraction, checkpoint_every=args.checkpoint_every, diagnostics_every=args.diagnostics_every,
             stop_after_steps=args.stop_after_steps, max_videos=args.max_videos,
             debug=args.debug, seed=args.seed, device=args.device,
             show_progress=sys.stderr.isatty())  # a progress bar on a terminal, not in logs

@@ -204,3 +204,17 @@ def test_choose_prompt_absent_category_has_no_targets():
 def test_choose_prompt_without_categories_uses_the_default_prompt():
     rng = np.random.default_rng(0)
     assert choose_prompt(["", ""], ["", ""], rng, 0.5) == (DEFAULT_PROMPT, [0, 1])
+
+
+def test_memory_diagnostics_are_logged_and_summarised(debug_run):
+    """Measured before training (summary only) and at the last step (log row and summary)."""
+    config, result, _ = debug_run
+    rows = read_log(result.log_path)
+    assert "mem_retention" not in rows[0] and "mem_retention" in rows[-1]
+    for key in ("mem_retention", "mem_context_mass", "mem_attention_entropy", "mem_latent_norm", "mem_memory_norm",
+                "mem_update_ratio"):
+        assert math.isfinite(rows[-1][key])
+    summary = result.memory_diagnostics
+    assert summary["measurements"] == 2 and summary["retention_last"] == rows[-1]["mem_retention"]
+    assert summary["update_ratio_first"] == 0.0 < summary["update_ratio_last"]  # out_proj starts at zero
+    assert not summary["collapsed"] and summary["retention_min"] > summary["retention_threshold"]
