@@ -169,6 +169,16 @@ class ClipTokenizer:
             attention_mask[row, : len(ids)] = 1
         return input_ids, attention_mask
 
+    def truncation_warning(self, text: str, context_length: int) -> str | None:
+        """None if ``text`` fits ``context_length`` tokens with its start and end tokens; else a sentence saying
+        how long it is and what part of it is encoded (runtime and export warn with it)."""
+        token_ids = self.encode(text)
+        if len(token_ids) + 2 <= context_length:
+            return None
+        kept = self.decode(token_ids[: context_length - 2])
+        return (f"prompt {text!r} is {len(token_ids) + 2} tokens with its start and end tokens, over the text "
+                f"encoder's context of {context_length}: only {kept!r} is encoded")
+
     def decode(self, ids: Iterable[int] | torch.Tensor, skip_special_tokens: bool = False) -> str:
         """Text of token ids (CLIP's decode: words separated by single spaces)."""
         if isinstance(ids, torch.Tensor):

@@ -17,6 +17,7 @@ run the exported prompts.
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from efficient_sam3 import files
 from efficient_sam3.checkpoint import WEIGHTS_FILE
 from export.config import MEMORY_STRIDE, QUANTIZATION_MODES
 from export.wrappers import INPUT_NAMES, METHOD_NAMES, OUTPUT_NAMES
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 BACKENDS = ("executorch", "onnx")
@@ -63,6 +66,9 @@ def prompt_records(model, prompts: tuple[str, ...] | list[str]) -> list[dict]:
     """Tokenise and encode each prompt with the eager model (the features the program would compute)."""
     records = []
     for text in prompts:
+        warning = model.tokenizer.truncation_warning(text, model.config.text.max_length)
+        if warning:
+            logger.warning(warning)
         input_ids, attention_mask = model.tokenize([text])
         features = model.encode_text(input_ids, attention_mask).features[0]  # [L, 256]
         records.append({"text": text, "input_ids": input_ids[0].tolist(),

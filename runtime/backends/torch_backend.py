@@ -85,12 +85,9 @@ class TorchBackend(Backend):
         return PromptFeatures(text=text, features=cached.features, mask=cached.mask)
 
     def _warn_if_cut(self, text: str) -> None:
-        tokenizer, context = self.model.tokenizer, self.info.max_text_length
-        token_ids = tokenizer.encode(text)
-        if len(token_ids) + 2 > context:  # + start and end tokens
-            kept = tokenizer.decode(token_ids[:context - 2])
-            logger.warning("prompt %r is %d tokens with its start and end tokens, over the text encoder's context "
-                           "of %d: only %r is encoded", text, len(token_ids) + 2, context, kept)
+        warning = self.model.tokenizer.truncation_warning(text, self.info.max_text_length)
+        if warning:
+            logger.warning(warning)
 
     @torch.inference_mode()
     def encode_frame(self, pixel_values: np.ndarray) -> FrameFeatures:

@@ -62,3 +62,15 @@ def test_metadata_gets_the_usual_mode(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "sub" / "model.pte.json").stat().st_mode) == 0o644  # mkstemp's 0600 before
+
+
+def test_a_prompt_over_the_context_is_stored_cut_with_a_warning(tiny_model, caplog):
+    from export.metadata import prompt_records
+
+    long_prompt = " ".join(["red"] * 40)
+    with caplog.at_level("WARNING", logger="export.metadata"):
+        records = prompt_records(tiny_model, ["red circle", long_prompt])
+    warnings = [r.getMessage() for r in caplog.records if r.name == "export.metadata"]
+    assert len(warnings) == 1 and "42 tokens" in warnings[0] and f"context of {tiny_model.config.text.max_length}" \
+        in warnings[0]
+    assert sum(records[1]["attention_mask"]) == tiny_model.config.text.max_length
