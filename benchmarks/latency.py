@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from efficient_sam3 import contract
+
 Stepper = Callable[[int], object]
 
 # Distinct random inputs cycled through while timing (no backend sees the same frame twice in a row).
@@ -125,8 +127,8 @@ def read_export_metadata(path: Path) -> dict:
     """The export's metadata JSON (``<model>.pte.json`` or ``<onnx dir>/metadata.json``)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: export metadata not found")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not data.get("prompts"):
+    data = contract.check_metadata(json.loads(path.read_text(encoding="utf-8")), str(path))
+    if not data.get("prompts"):
         raise ValueError(f"{path}: metadata has no 'prompts' with precomputed text features")
     return data
 
@@ -163,7 +165,7 @@ def onnx_stepper(onnx_dir: Path, threads: int) -> Stepper:
     decode = ort.InferenceSession(str(onnx_dir / "decode.onnx"), options, providers=providers)
     encode_input = encode.get_inputs()[0].name
     decode_inputs = [spec.name for spec in decode.get_inputs()]
-    memory, mask = _random_memory(metadata["context_frames"], metadata["hidden_size"], metadata["image_size"] // 28)
+    memory, mask = _random_memory(metadata["context_frames"], metadata["hidden_size"], metadata["memory_grid"])
     frames = _random_pixels(metadata["image_size"])
 
     def step(frame_number: int) -> object:
@@ -195,7 +197,7 @@ def executorch_stepper(pte_path: Path) -> Stepper:
     program = Runtime.get().load_program(pte_path)
     encode = program.load_method("encode_frame")
     decode = program.load_method("decode")
-    memory, mask = _random_memory(metadata["context_frames"], metadata["hidden_size"], metadata["image_size"] // 28)
+    memory, mask = _random_memory(metadata["context_frames"], metadata["hidden_size"], metadata["memory_grid"])
     fixed = [torch.from_numpy(a) for a in (memory, mask, text_features, text_mask)]
     frames = [torch.from_numpy(p) for p in _random_pixels(metadata["image_size"])]
 

@@ -10,12 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-# SAM3's ViT uses 14 px patches: a 504 px image gives the 36x36 trunk grid the FPN neck expects.
-PATCH_SIZE = 14
-# SAM3's FPN: four levels at these scales of the trunk grid (144, 72, 36, 18 at 504 px).
-FPN_SCALE_FACTORS = (4.0, 2.0, 1.0, 0.5)
-# Level 3 (the 0.5 scale, 18x18 at 504 px) is what the temporal memory stores.
-MEMORY_FPN_LEVEL = 3
+from efficient_sam3 import contract
 
 
 # How the backbone's maps become SAM3's trunk map [B, trunk_channels, G, G]:
@@ -122,8 +117,12 @@ class MemoryConfig:
     # Perceiver logit bias per context slot starts at -recency_bias * (age in slots): recent frames
     # count more at the start of training.
     recency_bias: float = 0.5
+    # One stream frame in every memory_stride is written into memory (24 fps -> 6 fps, the spacing the
+    # memory was trained on). Configs saved before this field load with the default.
+    memory_stride: int = contract.DEFAULT_MEMORY_STRIDE
 
     def __post_init__(self) -> None:
+        contract.check_memory_stride(self.memory_stride)
         side = math.isqrt(self.num_latents)
         if side * side != self.num_latents:
             raise ValueError(f"num_latents must be a square number (the latents tile the image), got {self.num_latents}")
@@ -145,9 +144,9 @@ class EfficientSam3Config:
     preset: str = "edge"
     image_size: int = 504
     hidden_size: int = 256
-    # SAM3 normalisation: pixel / 255, then (x - mean) / std.
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    # SAM3 normalisation: pixel / 255, then (x - mean) / std (efficient_sam3/contract.py).
+    image_mean: tuple[float, float, float] = contract.PIXEL_MEAN
+    image_std: tuple[float, float, float] = contract.PIXEL_STD
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     detr_encoder: DetrEncoderConfig = field(default_factory=DetrEncoderConfig)
@@ -160,11 +159,7 @@ class EfficientSam3Config:
     def __post_init__(self) -> None:
         if self.prompt_path not in PROMPT_PATHS:
             raise ValueError(f"prompt_path must be one of {PROMPT_PATHS}, got {self.prompt_path!r}")
-        if self.image_size % (2 * PATCH_SIZE) != 0:
-            raise ValueError(
-                f"image_size must be a multiple of {2 * PATCH_SIZE} so every FPN level has an integer size, "
-                f"got {self.image_size}"
-            )
+        contract.check_image_size(self.image_size)
         for name, heads in (
             ("detr_encoder", self.detr_encoder.num_heads),
             ("detr_decoder", self.detr_decoder.num_heads),
@@ -179,22 +174,22 @@ class EfficientSam3Config:
     @property
     def trunk_grid(self) -> int:
         """Side of the trunk map entering the neck (36 at 504 px)."""
-        return self.image_size // PATCH_SIZE
+        return contract.trunk_grid(self.image_size)
 
     @property
     def fpn_sizes(self) -> tuple[int, ...]:
         """Side of each FPN level: (144, 72, 36, 18) at 504 px."""
-        return tuple(int(self.trunk_grid * s) for s in FPN_SCALE_FACTORS)
+        return contract.fpn_sizes(self.image_size)
 
     @property
     def memory_grid(self) -> int:
         """Side of the FPN level the memory stores (18 at 504 px)."""
-        return self.fpn_sizes[MEMORY_FPN_LEVEL]
+        return contract.memory_grid(self.image_size)
 
     @property
     def mask_size(self) -> int:
         """Side of the predicted mask logits (the finest FPN level, 144 at 504 px)."""
-        return self.fpn_sizes[0]
+        return contract.mask_size(self.image_size)
 
     # Serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -385,7 +385,7 @@ def image_size_flag(text: str) -> int:
     import argparse
 
     from efficient_sam3.cli import positive_int
-    from efficient_sam3.config import PATCH_SIZE
+    from efficient_sam3.contract import PATCH_SIZE
 
     size = positive_int(text)
     if size % (2 * PATCH_SIZE):

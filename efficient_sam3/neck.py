@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from efficient_sam3.config import FPN_SCALE_FACTORS
+from efficient_sam3.contract import FPN_SCALE_FACTORS
 
 
 class FpnLayer(nn.Module):

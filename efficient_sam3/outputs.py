@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from efficient_sam3.config import MEMORY_FPN_LEVEL
+from efficient_sam3.contract import MEMORY_FPN_LEVEL
 
 
 @dataclass

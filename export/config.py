@@ -6,9 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 QUANTIZATION_MODES = ("none", "int8")
-# The runtime writes one frame in every MEMORY_STRIDE into the memory ring (recorded in the metadata;
-# annotated SA-V frames are 4 video frames apart, and the memory was trained on annotated frames).
-MEMORY_STRIDE = 4
 DEFAULT_CALIBRATION_FRAMES = 16
 DEFAULT_PARITY_FRAMES = 2
 

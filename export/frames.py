@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.preprocess import preprocess_frame
+from efficient_sam3.contract import preprocess_frame
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

@@ -2,13 +2,16 @@
 
 It names what the program expects and where it came from, so a runtime needs nothing else:
 
-    {"format_version": 1, "backend": "executorch" | "onnx", "preset", "image_size",
-     "context_frames" (T), "memory_stride", "image_mean", "image_std", "num_queries",
-     "max_text_length", "hidden_size", "source_checkpoint", "source_checkpoint_sha256",
+    {"format_version": 2, "backend": "executorch" | "onnx", "preset", "image_size",
+     "context_frames" (T), "memory_stride", "num_queries", "max_text_length", "hidden_size",
+     the pixel spec ("image_mean", "image_std", "color_order", "resize"), the grids ("fpn_sizes",
+     "mask_size", "memory_grid"), "slot_order", "source_checkpoint", "source_checkpoint_sha256",
      "quantization": "none" | "int8",
      "prompts": [{"text", "input_ids", "attention_mask", "text_features" [L x 256]}],
      "methods" (executorch) | "files" (onnx): {method: file name}, "output_names": {method: [...]},
      "input_names": {method: [...]}}
+
+The schema, its version and its one validator live in ``efficient_sam3.contract``.
 
 Prompt features are computed at export time, so a device without a tokenizer (or without torch) can
 run the exported prompts.
@@ -23,22 +26,14 @@ from pathlib import Path
 
 import torch
 
-from efficient_sam3 import files
+from efficient_sam3 import contract, files
 from efficient_sam3.checkpoint import WEIGHTS_FILE
-from export.config import MEMORY_STRIDE, QUANTIZATION_MODES
+from export.config import QUANTIZATION_MODES
 from export.wrappers import INPUT_NAMES, METHOD_NAMES, OUTPUT_NAMES
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-BACKENDS = ("executorch", "onnx")
 ONNX_METADATA_FILE = "metadata.json"
-REQUIRED_FIELDS = {
-    "format_version": int, "backend": str, "preset": str, "image_size": int, "context_frames": int,
-    "memory_stride": int, "image_mean": list, "image_std": list, "num_queries": int, "max_text_length": int,
-    "hidden_size": int, "source_checkpoint": str, "source_checkpoint_sha256": str, "quantization": str,
-    "prompts": list, "output_names": dict, "input_names": dict,
-}
 
 
 def checkpoint_sha256(checkpoint: str | Path) -> str:
@@ -78,20 +73,19 @@ def prompt_records(model, prompts: tuple[str, ...] | list[str]) -> list[dict]:
 
 def build_metadata(model, backend: str, checkpoint: str | Path, checkpoint_sha: str, quantization: str,
                    prompts: list[dict], file_names: dict[str, str]) -> dict:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    if backend not in contract.BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {contract.BACKENDS}")
     if quantization not in QUANTIZATION_MODES:
         raise ValueError(f"unknown quantization {quantization!r}; choose from {QUANTIZATION_MODES}")
     config = model.config
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": contract.METADATA_FORMAT_VERSION,
         "backend": backend,
         "preset": config.preset,
         "image_size": config.image_size,
         "context_frames": config.memory.context_frames,
-        "memory_stride": MEMORY_STRIDE,
-        "image_mean": list(config.image_mean),
-        "image_std": list(config.image_std),
+        "memory_stride": config.memory.memory_stride,
+        **contract.contract_fields(config.image_size, config.image_mean, config.image_std),
         "num_queries": config.detr_decoder.num_queries,
         "max_text_length": config.text.max_length,
         "hidden_size": config.hidden_size,
@@ -99,7 +93,7 @@ def build_metadata(model, backend: str, checkpoint: str | Path, checkpoint_sha: 
         "source_checkpoint_sha256": checkpoint_sha,
         "quantization": quantization,
         "prompts": prompts,
-        ("methods" if backend == "executorch" else "files"): file_names,
+        contract.names_key(backend): file_names,
         "input_names": {name: list(INPUT_NAMES[name]) for name in METHOD_NAMES},
         "output_names": {name: list(OUTPUT_NAMES[name]) for name in METHOD_NAMES},
     }
@@ -121,21 +115,4 @@ def read_metadata(path: str | Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: malformed JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: metadata must be a JSON object")
-    for key, kind in REQUIRED_FIELDS.items():
-        if key not in data:
-            raise ValueError(f"{path}: missing field {key!r}")
-        if not isinstance(data[key], kind):
-            raise ValueError(f"{path}: field {key!r} must be {kind.__name__}, got {type(data[key]).__name__}")
-    if data["format_version"] != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {data['format_version']} is not supported (expected {FORMAT_VERSION})")
-    if data["backend"] not in BACKENDS:
-        raise ValueError(f"{path}: unknown backend {data['backend']!r}")
-    names_key = "methods" if data["backend"] == "executorch" else "files"
-    if not isinstance(data.get(names_key), dict) or set(data[names_key]) != set(METHOD_NAMES):
-        raise ValueError(f"{path}: field {names_key!r} must map each of {list(METHOD_NAMES)} to a name")
-    for index, prompt in enumerate(data["prompts"]):
-        if not isinstance(prompt, dict) or {"text", "input_ids", "attention_mask", "text_features"} - set(prompt):
-            raise ValueError(f"{path}: prompts[{index}] needs text, input_ids, attention_mask and text_features")
-    return data
+    return contract.check_metadata(data, str(path), complete=True)

@@ -20,10 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from efficient_sam3 import EfficientSam3Model
+from efficient_sam3 import EfficientSam3Model, contract
 from efficient_sam3.outputs import TextFeatures, VisionFeatures
 
-METHOD_NAMES = ("encode_frame", "decode", "encode_text")
+METHOD_NAMES = contract.ENTRY_POINTS
 INPUT_NAMES: dict[str, tuple[str, ...]] = {
     "encode_frame": ("pixel_values",),
     "decode": ("fpn0", "fpn1", "fpn2", "memory_features", "memory_mask", "text_features", "text_mask"),

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from efficient_sam3.contract import preprocess_frame
 from runtime.backends.base import Backend, DecodeOutput, normalise_prompt
 from runtime.postprocess import PostprocessConfig, detections_from_output
-from runtime.preprocess import preprocess_frame
 from runtime.state import StreamState, empty_memory, is_memory_frame, memory_window, push_memory
 from runtime.tracker import TrackerConfig, update_tracks
 
@@ -146,7 +146,9 @@ class VideoSession:
         if not state.prompts:
             raise RuntimeError("no prompt to segment: pass prompts=[...] or call add_prompt(text) before step()")
         frame_size = check_frame(frame, state.frame_size, state.frame_index)
-        pixel_values = preprocess_frame(frame, self.backend.info.image_size, rgb=self.config.rgb)[None]
+        info = self.backend.info
+        pixel_values = preprocess_frame(frame, info.image_size, rgb=self.config.rgb, mean=info.pixel_mean,
+                                        std=info.pixel_std)[None]
         features = self.backend.encode_frame(pixel_values)
         memory_features, memory_mask = memory_window(state.memory)
 

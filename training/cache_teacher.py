@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runtime.preprocess import preprocess_frame
 from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, non_negative_int, positive_int, \
     sigterm_as_interrupt
+from efficient_sam3.contract import preprocess_frame
 from efficient_sam3.files import check_creatable
 from training.data.feature_cache import (
     BYTES_PER_FRAME,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from runtime.preprocess import preprocess_frame
+from efficient_sam3.contract import preprocess_frame
 from training.data.sav import (
     SAVAnnotation,
     SAVFormatError,

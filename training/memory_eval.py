@@ -54,9 +54,9 @@ from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from efficient_sam3.cli import ArgumentParser, fail, non_negative_int, probability
+from efficient_sam3.contract import preprocess_frame
 from efficient_sam3.files import check_creatable, write_json_atomic
 from efficient_sam3.outputs import TextFeatures, VisionFeatures
-from runtime.preprocess import preprocess_frame
 from runtime.tracker import TrackerConfig, TrackerState, update_tracks
 from training.batch import PromptTokenizer
 from training.config import DEFAULT_PROMPT

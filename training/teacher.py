@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from efficient_sam3 import contract
 from training.data.feature_cache import FEATURE_CHANNELS
 SAM3_VISION_PREFIXES = {"sam3": "vision_encoder.", "sam3_video": "detector_model.vision_encoder."}
 STUDENT_MODEL_TYPE = "efficient_sam3"
@@ -120,7 +121,7 @@ def load_teacher(
 def _check_output_shape(teacher: Teacher, config_path: Path) -> None:
     probe = torch.zeros(1, 3, teacher.image_size, teacher.image_size)
     features = teacher.encode(probe)
-    grid = teacher.image_size // 28
+    grid = contract.memory_grid(teacher.image_size)  # FPN level 3, what the cache stores
     if tuple(features.shape) != (1, FEATURE_CHANNELS, grid, grid):
         raise ValueError(
             f"{config_path}: teacher gives features {tuple(features.shape)} at {teacher.image_size} px, "

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# FPN level 0 is 1/3.5 of the input (144 at 504 px); level 3, the memory level, is 1/28 (18 at 504 px).
-MASK_DIVISOR = 3.5
-MEMORY_DIVISOR = 28
+from efficient_sam3 import contract
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the session needs to know about a model, read from its checkpoint or export metadata."""
+    """What the session needs to know about a model, read from its checkpoint or export metadata.
+
+    Grid sizes follow from ``image_size`` by ``efficient_sam3.contract``; pixel_mean / pixel_std are the
+    per-channel (RGB) normalisation the model was trained with.
+    """
 
     preset: str
     image_size: int
@@ -30,20 +32,21 @@ class ModelInfo:
     num_queries: int
     hidden_size: int
     max_text_length: int
+    pixel_mean: tuple[float, ...] = contract.PIXEL_MEAN
+    pixel_std: tuple[float, ...] = contract.PIXEL_STD
 
     @property
     def mask_size(self) -> int:
-        return int(self.image_size / MASK_DIVISOR)
+        return contract.mask_size(self.image_size)
 
     @property
     def memory_grid(self) -> int:
-        return self.image_size // MEMORY_DIVISOR
+        return contract.memory_grid(self.image_size)
 
     @property
     def fpn_shapes(self) -> tuple[tuple[int, ...], ...]:
         """Shapes of encode_frame's outputs: FPN levels 0-2, then the memory feature (batch 1)."""
-        size, width = self.image_size, self.hidden_size
-        return tuple((1, width, side, side) for side in (self.mask_size, size // 7, size // 14, self.memory_grid))
+        return tuple((1, self.hidden_size, side, side) for side in contract.fpn_sizes(self.image_size))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,7 @@
 """Export metadata JSON (written by ``export/``, read here without torch): model facts and prompts.
 
-Layout (format_version 1), beside a ``.pte`` as ``<path>.json`` or as ``metadata.json`` in an ONNX
-directory: {"format_version", "backend", "preset", "image_size", "context_frames", "memory_stride",
-"num_queries", "max_text_length", "hidden_size", "quantization", "prompts": [{"text", "input_ids",
-"attention_mask", "text_features": [L x C floats]}], ...}.
+Beside a ``.pte`` as ``<path>.json`` or as ``metadata.json`` in an ONNX directory. Its schema and the one
+validator are in ``efficient_sam3.contract`` (format_version 1 files load with the contract's defaults).
 """
 
 from __future__ import annotations
@@ -14,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from efficient_sam3 import contract
 from runtime.backends.base import BackendError, ModelInfo, PromptFeatures, normalise_prompt
-
-FORMAT_VERSION = 1
-_INT_FIELDS = ("image_size", "context_frames", "memory_stride", "num_queries", "max_text_length", "hidden_size")
 
 
 @dataclass(frozen=True)
@@ -67,17 +63,15 @@ def read_export_metadata(path: str | Path, expected_backend: str) -> ExportMetad
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BackendError(f"{path}: unreadable metadata JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise BackendError(f"{path}: metadata must be a JSON object")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise BackendError(f"{path}: format_version {data.get('format_version')!r}, this runtime reads "
-                           f"{FORMAT_VERSION}")
-    if data.get("backend") != expected_backend:
-        raise BackendError(f"{path}: metadata is for backend {data.get('backend')!r}, not {expected_backend!r}")
-    bad = [key for key in _INT_FIELDS if not isinstance(data.get(key), int) or data[key] <= 0]
-    if bad:
-        raise BackendError(f"{path}: missing or non-positive integer fields {bad}")
-    info = ModelInfo(preset=str(data.get("preset", "unknown")), **{key: data[key] for key in _INT_FIELDS})
+    try:
+        data = contract.check_metadata(data, str(path))
+    except ValueError as err:
+        raise BackendError(str(err)) from None
+    if data["backend"] != expected_backend:
+        raise BackendError(f"{path}: metadata is for backend {data['backend']!r}, not {expected_backend!r}")
+    info = ModelInfo(preset=str(data.get("preset", "unknown")),
+                     **{key: data[key] for key in contract.MODEL_INT_FIELDS},
+                     pixel_mean=tuple(data["image_mean"]), pixel_std=tuple(data["image_std"]))
     prompts = data.get("prompts", [])
     if not isinstance(prompts, list):
         raise BackendError(f"{path}: 'prompts' must be a list")

@@ -32,9 +32,6 @@ from runtime.backends.base import (
 
 logger = logging.getLogger(__name__)
 
-# A checkpoint does not record it: 24 fps video -> 6 fps memory, the spacing the model was trained on.
-DEFAULT_MEMORY_STRIDE = 4
-
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().float().numpy()
@@ -43,8 +40,9 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model: EfficientSam3Model, memory_stride: int = DEFAULT_MEMORY_STRIDE,
+    def __init__(self, model: EfficientSam3Model, memory_stride: int | None = None,
                  num_threads: int | None = None) -> None:
+        """memory_stride: None for the checkpoint's own (``config.memory.memory_stride``)."""
         self.model = model.eval()
         if num_threads is not None:
             torch.set_num_threads(num_threads)
@@ -53,10 +51,12 @@ class TorchBackend(Backend):
             preset=config.preset,
             image_size=config.image_size,
             context_frames=config.memory.context_frames,
-            memory_stride=memory_stride,
+            memory_stride=config.memory.memory_stride if memory_stride is None else memory_stride,
             num_queries=config.detr_decoder.num_queries,
             hidden_size=config.hidden_size,
             max_text_length=config.text.max_length,
+            pixel_mean=tuple(config.image_mean),
+            pixel_std=tuple(config.image_std),
         )
         self._prompt_cache: dict[str, PromptFeatures] = {}
 

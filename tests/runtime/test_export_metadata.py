@@ -74,3 +74,27 @@ def test_corrupt_model_files_fail_with_a_backend_error(tmp_path):
     _write(tmp_path / "model.pte.json", _metadata("executorch"))
     with pytest.raises(BackendError, match="ExecuTorch cannot load this program"):
         open_backend(pte)
+
+
+def test_version_2_metadata_gives_the_pixel_spec_and_version_1_the_defaults(tmp_path):
+    from efficient_sam3 import contract
+
+    old = read_export_metadata(_write(tmp_path / "v1.json", _metadata("onnx")), "onnx")
+    assert old.info.pixel_mean == contract.PIXEL_MEAN and old.info.pixel_std == contract.PIXEL_STD
+    v2 = _metadata("onnx", format_version=2, **contract.contract_fields(504, (0.4, 0.5, 0.6), (0.2, 0.3, 0.4)))
+    meta = read_export_metadata(_write(tmp_path / "v2.json", v2), "onnx")
+    assert meta.info.pixel_mean == (0.4, 0.5, 0.6) and meta.info.pixel_std == (0.2, 0.3, 0.4)
+    with pytest.raises(BackendError, match="'fpn_sizes' is"):
+        read_export_metadata(_write(tmp_path / "bad.json", {**v2, "fpn_sizes": [1, 2, 3, 4]}), "onnx")
+
+
+def test_torch_backend_takes_the_memory_stride_from_the_checkpoint_config(tiny_model):
+    import dataclasses
+
+    from runtime.backends.torch_backend import TorchBackend
+
+    assert TorchBackend(tiny_model).info.memory_stride == tiny_model.config.memory.memory_stride == 4
+    tiny_model.config = dataclasses.replace(
+        tiny_model.config, memory=dataclasses.replace(tiny_model.config.memory, memory_stride=2))
+    assert TorchBackend(tiny_model).info.memory_stride == 2
+    assert TorchBackend(tiny_model, memory_stride=3).info.memory_stride == 3

@@ -237,6 +237,45 @@ def test_native_predictions_match_python_executorch(native_tools, exported_model
     overlay.release()
 
 
+def test_both_runners_read_the_pixel_spec_from_the_metadata(native_tools, exported_model, stream_video, tmp_path):
+    """A format_version 2 file with another mean / std: C++ and Python normalise with it (they agree)."""
+    from runtime.postprocess import PostprocessConfig
+    from runtime.run import RunConfig, run_video
+    from runtime.session import SessionConfig
+
+    metadata = json.loads(Path(f"{exported_model}.json").read_text())
+    assert metadata["format_version"] == 2 and metadata["fpn_sizes"] == [48, 24, 12, 6]
+    model = tmp_path / "respec.pte"
+    model.symlink_to(exported_model)
+    Path(f"{model}.json").write_text(json.dumps({**metadata, "image_mean": [0.2, 0.4, 0.6],
+                                                 "image_std": [0.3, 0.5, 0.7]}))
+    _native(native_tools, model, stream_video, tmp_path, "--max-frames", PARITY_FRAMES,
+            "--out-json", tmp_path / "native.json")
+    run_video(RunConfig(model=model, video=stream_video, prompts=(PROMPT,), backend="executorch",
+                        out_json=tmp_path / "python.json", max_frames=PARITY_FRAMES, show_progress=False,
+                        session=SessionConfig(memory_stride=MEMORY_STRIDE,
+                                              postprocess=PostprocessConfig(score_threshold=SCORE_THRESHOLD))))
+    native = _objects_per_frame(json.loads((tmp_path / "native.json").read_text()))
+    python = _objects_per_frame(json.loads((tmp_path / "python.json").read_text()))
+    ious = []
+    for t, (ours, theirs) in enumerate(zip(native, python)):
+        assert set(ours) == set(theirs), f"frame {t}: object ids {sorted(ours)} != {sorted(theirs)}"
+        ious += [float(mask_utils.iou([rle], [theirs[obj_id][1]], [0])[0, 0]) for obj_id, (_, rle) in ours.items()]
+    assert ious and float(np.mean(ious)) >= 0.999
+
+
+def test_native_refuses_metadata_it_cannot_read(native_tools, exported_model, tmp_path):
+    video = _write_video(tmp_path / "clip.mp4", 3)
+    metadata = json.loads(Path(f"{exported_model}.json").read_text())
+    model = tmp_path / "bad.pte"
+    model.symlink_to(exported_model)
+    for change, expected in (({"format_version": 3}, "format_version 3 is not supported"),
+                             ({"memory_grid": 7}, "mask_size / memory_grid disagree with fpn_sizes"),
+                             ({"slot_order": "newest_first"}, "field 'slot_order' is \"newest_first\"")):
+        Path(f"{model}.json").write_text(json.dumps({**metadata, **change}))
+        _fails_cleanly(native_tools, ["--model", model, "--video", video, "--prompt-id", "0"], expected)
+
+
 def test_native_memory_stays_flat(native_tools, exported_model, stream_video, tmp_path):
     # Record only frame 0: the JSON's RLE strings grow with the frames by design (as in Python); the
     # session (memory ring, tracker, program buffers) must not.

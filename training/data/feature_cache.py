@@ -22,13 +22,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from efficient_sam3.config import PATCH_SIZE
+from efficient_sam3 import contract
 from efficient_sam3.files import atomic_path
 
 FEATURE_CHANNELS = 256
-FEATURE_GRID = 18
-# The one input size whose FPN level 3 is FEATURE_GRID x FEATURE_GRID: 14 px patches, level 3 halves the grid.
-CACHE_IMAGE_SIZE = FEATURE_GRID * 2 * PATCH_SIZE  # 504
+# The cache holds the memory level (FPN level 3) of the default input size: 18 x 18 at 504 px.
+CACHE_IMAGE_SIZE = contract.DEFAULT_IMAGE_SIZE
+FEATURE_GRID = contract.memory_grid(CACHE_IMAGE_SIZE)
 FORMAT_VERSION = "1"
 CACHE_SUFFIX = ".safetensors"
 BYTES_PER_FRAME = FEATURE_CHANNELS * FEATURE_GRID * FEATURE_GRID * 2  # float16: 165,888

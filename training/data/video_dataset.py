@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from runtime.preprocess import preprocess_frame
+from efficient_sam3.contract import preprocess_frame
 from training.data.feature_cache import (
     FEATURE_CHANNELS,
     FEATURE_GRID,

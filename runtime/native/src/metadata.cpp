@@ -1,7 +1,9 @@
 #include "esam3/metadata.h"
 
+#include <array>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +19,72 @@ int positive_int(const json& data, const char* key, const std::string& path) {
     throw Esam3Error(path + ": missing or non-positive integer field '" + key + "'");
   }
   return data[key].get<int>();
+}
+
+std::array<float, 3> three_numbers(const json& data, const char* key, const std::string& path) {
+  if (!data[key].is_array() || data[key].size() != 3) {
+    throw Esam3Error(path + ": field '" + key + "' must hold 3 numbers (R, G, B)");
+  }
+  std::array<float, 3> values{};
+  for (size_t c = 0; c < 3; ++c) {
+    if (!data[key][c].is_number()) {
+      throw Esam3Error(path + ": field '" + key + "' must hold 3 numbers (R, G, B)");
+    }
+    values[c] = data[key][c].get<float>();
+  }
+  return values;
+}
+
+// The contract fields of format_version 2, or for a version-1 file the values every v1 export had:
+// mean = std = 0.5, FPN levels (4, 2, 1, 0.5) x the 14 px trunk grid (efficient_sam3/contract.py).
+void read_contract(const json& data, int version, ModelInfo& info, const std::string& path) {
+  if (version == 1) {
+    if (info.image_size % 28 != 0) {
+      throw Esam3Error(path + ": image_size must be a multiple of 28, got " + std::to_string(info.image_size));
+    }
+    const int trunk = info.image_size / 14;
+    info.pixel_mean = {0.5f, 0.5f, 0.5f};
+    info.pixel_std = {0.5f, 0.5f, 0.5f};
+    info.fpn_sizes = {4 * trunk, 2 * trunk, trunk, trunk / 2};
+    info.mask_side = info.fpn_sizes[0];
+    info.memory_side = info.fpn_sizes[3];
+    return;
+  }
+  for (const char* key : {"image_mean", "image_std", "fpn_sizes", "mask_size", "memory_grid", "color_order",
+                          "resize", "slot_order"}) {
+    if (!data.contains(key)) {
+      throw Esam3Error(path + ": format_version 2 metadata lacks '" + key + "'; re-export the model");
+    }
+  }
+  info.pixel_mean = three_numbers(data, "image_mean", path);
+  info.pixel_std = three_numbers(data, "image_std", path);
+  for (float value : info.pixel_std) {
+    if (!(value > 0.0f)) {
+      throw Esam3Error(path + ": field 'image_std' must be positive");
+    }
+  }
+  const json& sizes = data["fpn_sizes"];
+  if (!sizes.is_array() || sizes.size() != 4) {
+    throw Esam3Error(path + ": field 'fpn_sizes' must list the 4 FPN level sides");
+  }
+  for (const json& side : sizes) {
+    if (!side.is_number_integer() || side.get<int64_t>() <= 0) {
+      throw Esam3Error(path + ": field 'fpn_sizes' must hold positive integers");
+    }
+    info.fpn_sizes.push_back(side.get<int>());
+  }
+  info.mask_side = positive_int(data, "mask_size", path);
+  info.memory_side = positive_int(data, "memory_grid", path);
+  if (info.mask_side != info.fpn_sizes[0] || info.memory_side != info.fpn_sizes[3]) {
+    throw Esam3Error(path + ": mask_size / memory_grid disagree with fpn_sizes levels 0 / 3");
+  }
+  const std::pair<const char*, const char*> fixed[] = {
+      {"color_order", "RGB"}, {"resize", "bilinear_square"}, {"slot_order", "oldest_first"}};
+  for (const auto& [key, value] : fixed) {
+    if (data[key] != value) {
+      throw Esam3Error(path + ": field '" + key + "' is " + data[key].dump() + ", this runner supports '" + value + "'");
+    }
+  }
 }
 
 StoredPrompt read_prompt(const json& entry, size_t index, const ModelInfo& info, const std::string& path) {
@@ -73,10 +141,13 @@ ExportMetadata read_export_metadata(const std::string& path, const std::string& 
   if (!data.is_object()) {
     throw Esam3Error(path + ": metadata must be a JSON object");
   }
-  if (!data.contains("format_version") || data["format_version"] != kMetadataFormatVersion) {
+  if (!data.contains("format_version") || !data["format_version"].is_number_integer() ||
+      data["format_version"].get<int64_t>() < 1 || data["format_version"].get<int64_t>() > kMetadataFormatVersion) {
     throw Esam3Error(path + ": format_version " + (data.contains("format_version") ? data["format_version"].dump() : "missing") +
-                     ", this runner reads " + std::to_string(kMetadataFormatVersion));
+                     " is not supported, this runner reads 1-" + std::to_string(kMetadataFormatVersion) +
+                     "; re-export the model");
   }
+  const int version = data["format_version"].get<int>();
   if (!data.contains("backend") || data["backend"] != expected_backend) {
     throw Esam3Error(path + ": metadata is for backend " + (data.contains("backend") ? data["backend"].dump() : "(missing)") +
                      ", not '" + expected_backend + "'");
@@ -91,6 +162,7 @@ ExportMetadata read_export_metadata(const std::string& path, const std::string& 
   info.num_queries = positive_int(data, "num_queries", path);
   info.max_text_length = positive_int(data, "max_text_length", path);
   info.hidden_size = positive_int(data, "hidden_size", path);
+  read_contract(data, version, info, path);
   metadata.quantization =
       data.contains("quantization") && data["quantization"].is_string() ? data["quantization"].get<std::string>() : "none";
   if (data.contains("prompts")) {

@@ -88,7 +88,8 @@ FrameResult VideoSession::step(const cv::Mat& frame_bgr) {
                      " differs from the stream's " + std::to_string(state_.frame_size.height) + "x" +
                      std::to_string(state_.frame_size.width) + "; a stream keeps one frame size");
   }
-  preprocess_frame(frame_bgr, metadata_.info.image_size, pixels_);
+  const ModelInfo& info = metadata_.info;
+  preprocess_frame(frame_bgr, info.image_size, info.pixel_mean, info.pixel_std, pixels_);
   const FrameFeatures features = program_.encode_frame(pixels_.data());
 
   std::vector<Detection> detections;
