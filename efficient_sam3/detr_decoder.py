@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from efficient_sam3.attention import MLP, Attention, FeedForward
+from efficient_sam3.boxes import box_cxcywh_to_xyxy
 from efficient_sam3.config import DetrDecoderConfig
 from efficient_sam3.position_encoding import sine_box_encoding
 
@@ -23,11 +24,6 @@ PRESENCE_LOGIT_CLAMP = 10.0
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     x = x.clamp(min=0, max=1)
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
-
-
-def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
 
 
 @dataclass

@@ -177,11 +177,6 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as temp:
-        temp.write_bytes(data)
-
-
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as temp:
         temp.write_text(text, encoding="utf-8")

@@ -17,7 +17,8 @@ from torch import nn
 from efficient_sam3.attention import padding_bias
 from efficient_sam3.backbone import EfficientSam3Head, RepVitBackbone, TrunkProjection
 from efficient_sam3.config import BackboneConfig, EfficientSam3Config
-from efficient_sam3.detr_decoder import DetrDecoder, box_cxcywh_to_xyxy
+from efficient_sam3.boxes import box_cxcywh_to_xyxy
+from efficient_sam3.detr_decoder import DetrDecoder
 from efficient_sam3.detr_encoder import DetrEncoder
 from efficient_sam3.efficient_vit import EfficientVitBackbone
 from efficient_sam3.geometry_encoder import GeometryPromptEncoder

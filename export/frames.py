@@ -1,5 +1,6 @@
-"""Frames for calibration and parity checks: read from a video, a directory of frame images (the SA-V
-JPEG layout) or a directory of videos, preprocessed with the shared SAM3 preprocessing.
+"""Frames for calibration and parity checks: read from a video, a frame folder (``efficient_sam3.frames``:
+.jpg / .jpeg images, e.g. the SA-V JPEG layout) or a directory of videos, preprocessed with the
+shared SAM3 preprocessing.
 
 Decoding and resizing stay on the host (numpy + cv2), as in the runtime.
 """
@@ -13,9 +14,9 @@ import numpy as np
 import torch
 
 from efficient_sam3.contract import preprocess_frame
+from efficient_sam3.frames import FRAME_SUFFIXES, frame_files, is_frame_file, read_frame_file
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def _read_video(path: Path, max_frames: int, stride: int) -> list[np.ndarray]:
@@ -38,34 +39,31 @@ def _read_video(path: Path, max_frames: int, stride: int) -> list[np.ndarray]:
     return frames
 
 
-def _read_image(path: Path) -> np.ndarray:
-    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if frame is None:
-        raise ValueError(f"{path}: unreadable image")
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+def _read_image(path: Path, number: int) -> np.ndarray:
+    return cv2.cvtColor(read_frame_file(path, number), cv2.COLOR_BGR2RGB)
 
 
 def read_frames(source: str | Path, max_frames: int, stride: int = 1) -> list[np.ndarray]:
     """Up to ``max_frames`` RGB uint8 frames [H, W, 3] in stream order, every ``stride``-th frame.
 
-    ``source``: a video file; a directory of images (sorted by name); or a directory holding videos
-    (searched recursively, sorted), read one after another until ``max_frames`` are collected.
+    ``source``: a video file; an image; a frame folder (its frames in frame order); or a directory
+    holding videos (searched recursively, sorted), read one after another until ``max_frames`` are collected.
     """
     source = Path(source)
     if max_frames < 1 or stride < 1:
         raise ValueError(f"max_frames and stride must be >= 1, got {max_frames}, {stride}")
     if source.is_file():
-        if source.suffix.lower() in IMAGE_SUFFIXES:
-            return [_read_image(source)]
+        if is_frame_file(source):
+            return [_read_image(source, 0)]
         return _read_video(source, max_frames, stride)
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: no such video, image or directory")
-    images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = frame_files(source)
     if images:
-        return [_read_image(p) for p in images[::stride][:max_frames]]
+        return [_read_image(path, number) for number, path in images[::stride][:max_frames]]
     videos = sorted(p for p in source.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
-        raise ValueError(f"{source}: holds no images ({', '.join(IMAGE_SUFFIXES)}) and no videos "
+        raise ValueError(f"{source}: holds no images ({', '.join(FRAME_SUFFIXES)}) and no videos "
                          f"({', '.join(VIDEO_SUFFIXES)})")
     frames: list[np.ndarray] = []
     for video in videos:

@@ -6,7 +6,7 @@ the frame is resized to a square per axis, so IoU there approximates IoU at fram
 whose IoU with a better kept mask exceeds ``nms_iou_threshold`` is dropped, as is one with an empty
 mask. Each kept query's logits are then resized bilinearly (cv2, half-pixel centres like torch's
 align_corners=False) to the frame size and thresholded at 0 (dropped if that leaves nothing).
-The box is the mask's tight bounding box in pixels, (x1, y1, x2, y2) with x2/y2 exclusive (pixel
+The box is the mask's tight bounding box in pixels (``efficient_sam3.masks.mask_box``), (x1, y1, x2, y2) with x2/y2 exclusive (pixel
 edges, so a one-pixel mask at (x, y) has the box (x, y, x + 1, y + 1)). Every mask is non-empty, so
 the box always comes from the mask. Cost grows with the mask resolution for NMS and with the frame
 size only for the kept objects.
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from efficient_sam3.masks import mask_box
 from runtime.backends.base import DecodeOutput
 from runtime.tracker import mask_iou_matrix
 
@@ -63,15 +64,6 @@ def resize_mask_logits(mask_logits: np.ndarray, frame_size: tuple[int, int]) -> 
     height, width = frame_size
     return cv2.resize(np.ascontiguousarray(mask_logits, dtype=np.float32), (width, height),
                       interpolation=cv2.INTER_LINEAR)
-
-
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """Tight box of a non-empty bool mask [H, W] -> [4] float (x1, y1, x2, y2), x2/y2 exclusive."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        raise ValueError("mask_box needs a non-empty mask")
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
 
 
 def nms_keep(masks: list[np.ndarray], iou_threshold: float) -> list[int]:

@@ -16,15 +16,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from efficient_sam3.files import atomic_path
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """bool [H, W] -> {"size": [H, W], "counts": str} (compressed COCO RLE)."""
-    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+from efficient_sam3.masks import encode_rle
 
 
 class MaskletRecorder:

@@ -1,10 +1,11 @@
-"""Frame sources (a video file, or a directory of JPEG frames) and the overlay video writer.
+"""Frame sources (a video file, or a directory of frame images) and the overlay video writer.
 
 Sources yield ``(frame_number, frame)`` with frame BGR uint8 [H, W, 3], as OpenCV decodes it:
 - a video file (mp4, avi, ...): frame numbers 0, 1, 2, ...;
-- a directory of ``*.jpg`` / ``*.jpeg`` frames (SA-V val/test ``JPEGImages_24fps/<video_id>/00000.jpg``):
-  frames in numeric order of their file names, which are their frame numbers (positions when the names
-  are not all numbers). Every frame of a directory must have the first frame's size.
+- a frame folder (``efficient_sam3.frames``: .jpg / .jpeg files, e.g. SA-V val/test
+  ``JPEGImages_24fps/<video_id>/00000.jpg``): frames in numeric order of their file names, which are
+  their frame numbers (positions when the names are not all numbers). Every frame of a directory must
+  have the first frame's size.
 Unreadable inputs and zero-frame videos raise ``VideoReadError`` naming the file. Damage that still
 decodes is a warning naming the file and the frame: a truncated JPEG (its missing part decodes grey), a
 video file that ends before the frame count its container lists.
@@ -22,19 +23,13 @@ import cv2
 import numpy as np
 
 from efficient_sam3.files import atomic_path
+from efficient_sam3.frames import FRAME_SUFFIXES, VideoReadError, frame_files, read_frame_file
 
 logger = logging.getLogger(__name__)
 
-FRAME_SUFFIXES = (".jpg", ".jpeg")
 DEFAULT_DIRECTORY_FPS = 24.0  # SA-V JPEGImages_24fps
-JPEG_START_OF_SCAN = b"\xff\xda"
-JPEG_END_OF_IMAGE = b"\xff\xd9"
 OVERLAY_FOURCC = "mp4v"
 OVERLAY_MIN_SIDE = 2  # OpenCV's FFmpeg mp4v encoder refuses frames 1 pixel high or wide (measured, OpenCV 4 and 5)
-
-
-class VideoReadError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class FrameSource:
         self.path = Path(path)
         if self.path.is_dir():
             self._files = _frame_files(self.path)
-            first = _read_frame_file(*self._files[0])
+            first = read_frame_file(self._files[0][1], self._files[0][0])
             self._capture = None
             fps, count = DEFAULT_DIRECTORY_FPS, len(self._files)
         elif self.path.is_file():
@@ -89,7 +84,7 @@ class FrameSource:
         if self._capture is None:
             yield self._files[0][0], self._first
             for number, file in self._files[1:]:
-                frame = _read_frame_file(number, file)
+                frame = read_frame_file(file, number)
                 if frame.shape != self._first.shape:
                     raise VideoReadError(f"{file}: frame is {frame.shape[0]}x{frame.shape[1]}, the first frame of "
                                          f"{self.path} is {self.info.height}x{self.info.width}")
@@ -110,29 +105,10 @@ class FrameSource:
 
 
 def _frame_files(directory: Path) -> list[tuple[int, Path]]:
-    files = [p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES]
+    files = frame_files(directory)
     if not files:
         raise VideoReadError(f"{directory}: no {'/'.join(FRAME_SUFFIXES)} frames in this directory")
-    if all(p.stem.isdigit() for p in files):
-        return sorted((int(p.stem), p) for p in files)
-    return list(enumerate(sorted(files)))
-
-
-def jpeg_is_truncated(data: bytes) -> bool:
-    """True when no end-of-image marker follows the last start-of-scan marker: the file was cut short
-    (libjpeg then fills the missing rows with grey and only prints "Premature end of JPEG file")."""
-    scan = data.rfind(JPEG_START_OF_SCAN)
-    return scan != -1 and data.find(JPEG_END_OF_IMAGE, scan) == -1
-
-
-def _read_frame_file(number: int, path: Path) -> np.ndarray:
-    frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if frame is None:
-        raise VideoReadError(f"{path}: unreadable image")
-    if jpeg_is_truncated(path.read_bytes()):
-        logger.warning("%s: frame %d is a truncated JPEG (no end-of-image marker); its missing part decodes as grey",
-                       path, number)
-    return frame
+    return files
 
 
 # Overlay ----------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
-from pycocotools import mask as mask_utils
 
+from efficient_sam3.masks import encode_rle
 from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
 
 COMMANDS = {
@@ -84,11 +84,6 @@ class Row:
     needs_no_cuda: bool = False
 
 
-def _rle(mask: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 def _box(k: int) -> np.ndarray:
     mask = np.zeros((HEIGHT, WIDTH), dtype=bool)
     mask[4:12, 2 + k : 10 + k] = True
@@ -97,7 +92,7 @@ def _box(k: int) -> np.ndarray:
 
 def _write_gt(root: Path) -> Path:
     data = {"video_id": "sav_000001", "video_frame_count": 24, "video_height": HEIGHT, "video_width": WIDTH,
-            "masklet": [[_rle(_box(k))] for k in range(6)], "masklet_id": [7], "masklet_first_appeared_frame": [0]}
+            "masklet": [[encode_rle(_box(k))] for k in range(6)], "masklet_id": [7], "masklet_first_appeared_frame": [0]}
     path = root / "sav_000001_manual.json"
     root.mkdir(parents=True)
     path.write_text(json.dumps(data))
@@ -106,7 +101,7 @@ def _write_gt(root: Path) -> Path:
 
 def _write_pred(path: Path) -> Path:
     frames = list(range(0, 24, 4))
-    data = {"video_id": "sav_000001", "masklet": [[_rle(_box(t // 4))] for t in frames], "masklet_id": [1],
+    data = {"video_id": "sav_000001", "masklet": [[encode_rle(_box(t // 4))] for t in frames], "masklet_id": [1],
             "frame_indices": frames}
     path.write_text(json.dumps(data))
     return path

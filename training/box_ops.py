@@ -1,8 +1,8 @@
-"""Box format conversions, pairwise IoU and generalised IoU (GIoU).
+"""Pairwise IoU and generalised IoU (GIoU) of boxes, for the losses and the matcher.
 
-All boxes are ``[..., 4]`` float tensors. ``xyxy`` means corners ``(x0, y0, x1, y1)``
-and ``cxcywh`` means ``(centre x, centre y, width, height)``; the model and the SA-V
-targets both use normalised ``xyxy`` in [0, 1].
+All boxes are ``[..., 4]`` float tensors of corners ``(x0, y0, x1, y1)``; the model and the SA-V
+targets both use normalised ``xyxy`` in [0, 1] (format conversions: ``efficient_sam3.boxes``;
+boxes of masks: ``efficient_sam3.masks.masks_to_boxes``).
 
 Degenerate boxes (``x1 < x0`` or ``y1 < y0``, which an untrained head can emit) are not
 rejected: their width and height are clamped at zero when computing areas, and every
@@ -19,51 +19,10 @@ from torch import Tensor
 _EPS = 1e-7
 
 
-def box_cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    """``[..., 4]`` (cx, cy, w, h) -> ``[..., 4]`` (x0, y0, x1, y1)."""
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
-
-
-def box_xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
-    """``[..., 4]`` (x0, y0, x1, y1) -> ``[..., 4]`` (cx, cy, w, h)."""
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    return torch.stack(((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), dim=-1)
-
-
 def box_area(boxes: Tensor) -> Tensor:
     """Area of ``[..., 4]`` xyxy boxes -> ``[...]``; negative extents count as zero."""
     wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)  # [..., 2]
     return wh[..., 0] * wh[..., 1]
-
-
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """Tight normalised xyxy boxes around binary masks.
-
-    Args:
-        masks: ``[N, H, W]`` bool (or 0/1) masks.
-
-    Returns:
-        ``[N, 4]`` float32 boxes in [0, 1]: pixel ``(x, y)`` covers ``[x, x+1) / W``, so a
-        mask filling the image gives ``(0, 0, 1, 1)``. An empty mask gives ``(0, 0, 0, 0)``.
-    """
-    if masks.dim() != 3:
-        raise ValueError(f"masks must be [N, H, W], got shape {tuple(masks.shape)}")
-    num, height, width = masks.shape
-    if num == 0:
-        return torch.zeros(0, 4, dtype=torch.float32, device=masks.device)
-    masks = masks.bool()
-    cols = masks.any(dim=1)  # [N, W]
-    rows = masks.any(dim=2)  # [N, H]
-    xs = torch.arange(width, device=masks.device)
-    ys = torch.arange(height, device=masks.device)
-    x0 = torch.where(cols, xs, width).amin(dim=1)
-    x1 = torch.where(cols, xs + 1, 0).amax(dim=1)
-    y0 = torch.where(rows, ys, height).amin(dim=1)
-    y1 = torch.where(rows, ys + 1, 0).amax(dim=1)
-    boxes = torch.stack((x0 / width, y0 / height, x1 / width, y1 / height), dim=-1).float()
-    empty = ~rows.any(dim=1)  # [N]
-    return torch.where(empty[:, None], torch.zeros_like(boxes), boxes)
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from efficient_sam3.contract import preprocess_frame
+from efficient_sam3.masks import masks_to_boxes
 from training.data.sav import (
     SAVAnnotation,
     SAVFormatError,
@@ -25,7 +26,7 @@ from training.data.sav import (
     find_videos,
     load_annotation,
 )
-from training.data.video_dataset import masks_to_boxes, resize_masks
+from training.data.video_dataset import resize_masks
 
 logger = logging.getLogger(__name__)
 

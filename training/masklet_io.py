@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from pycocotools import mask as mask_utils
 
+from efficient_sam3.masks import encode_rle
 from runtime.sav_png import frame_file_name, object_dir_name
 from training.data.rle import check_rle
 from training.data.sav import load_annotation
@@ -111,11 +111,6 @@ def read_mask_png(path: Path) -> np.ndarray:
     return mask.any(axis=2) if mask.ndim == 3 else mask
 
 
-def _encode(mask: np.ndarray) -> dict:
-    """bool ``[H, W]`` -> compressed COCO RLE."""
-    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-
-
 def _frame_number(png: Path) -> int:
     if not png.stem.isdigit():
         raise ValueError(f"{png}: PNG name is not a frame number")
@@ -137,7 +132,7 @@ def load_gt_png_dir(video_dir: Path) -> list[Masklet]:
         pngs = sorted(obj_dir.glob("*.png"))
         if not pngs:
             raise ValueError(f"{obj_dir}: object folder without PNG masks")
-        frames = {_frame_number(png): _encode(read_mask_png(png)) for png in pngs}
+        frames = {_frame_number(png): encode_rle(read_mask_png(png)) for png in pngs}
         masklets.append(Masklet(obj_id=int(obj_dir.name), category=None, frames=frames))
     return masklets
 
@@ -158,7 +153,7 @@ def load_pred_png_dir(video_dir: Path, wanted: dict[int, list[int]]) -> dict[int
             png = obj_dir / frame_file_name(frame)
             if not png.is_file():
                 raise ValueError(f"{png}: prediction PNG not found (every evaluated ground-truth frame needs one)")
-            masks[frame] = _encode(read_mask_png(png))
+            masks[frame] = encode_rle(read_mask_png(png))
         result[obj_id] = Masklet(obj_id=obj_id, category=None, frames=masks)
     return result
 

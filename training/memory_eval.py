@@ -50,12 +50,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from efficient_sam3.cli import ArgumentParser, fail, non_negative_int, probability
 from efficient_sam3.contract import preprocess_frame
 from efficient_sam3.files import check_creatable, write_json_atomic
+from efficient_sam3.masks import encode_rle
 from efficient_sam3.outputs import TextFeatures, VisionFeatures
 from runtime.tracker import TrackerConfig, TrackerState, update_tracks
 from training.batch import PromptTokenizer
@@ -130,7 +130,7 @@ class _PromptTracks:
 
 
 def _rle_or_none(mask: np.ndarray) -> dict | None:
-    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8)) if mask.any() else None
+    return encode_rle(mask) if mask.any() else None
 
 
 def _phrase_pair(video_id: str, prompt: str, gt: np.ndarray, objects: list[int], tracks: _PromptTracks) -> PhrasePair:

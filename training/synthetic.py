@@ -22,11 +22,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
 from efficient_sam3.cli import ArgumentParser, fail, non_negative_int, positive_int
 from efficient_sam3.files import atomic_path, check_creatable, write_json_atomic
+from efficient_sam3.masks import encode_rle
 
 from training.data.sav import ANNOTATION_STRIDE, VIDEO_FPS
 from training.synthetic_scene import (
@@ -155,7 +155,7 @@ def build_annotation(
     areas = annotated_masks.reshape(num_annotated, len(scene.objects), -1).sum(axis=2)  # [K, O]
     kept = [slot for slot in range(len(scene.objects)) if areas[:, slot].any()]
     masklet = [
-        [_encode_rle(annotated_masks[annotated_idx, slot]) for slot in kept] for annotated_idx in range(num_annotated)
+        [encode_rle(annotated_masks[annotated_idx, slot]) for slot in kept] for annotated_idx in range(num_annotated)
     ]
     visible = areas[:, kept] > 0  # [K, M]
     frame_counts = visible.sum(axis=0)
@@ -191,11 +191,6 @@ def build_annotation(
         "synthetic_degradation": [degradation.kind for degradation in scene.degradations],
         "synthetic_seed": video_seed,
     }
-
-
-def _encode_rle(mask: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(size) for size in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def _size_bucket(area: float) -> str:

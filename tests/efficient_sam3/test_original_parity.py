@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from efficient_sam3.backbone import fuse_for_deployment
+from efficient_sam3.boxes import box_xyxy_to_cxcywh
 from efficient_sam3.convert import convert_from_efficientsam3, read_sam3_layout
 from original_parity import FIXTURE_DIR, assert_close_to, seeded_image, seeded_weights
 
@@ -28,11 +29,6 @@ def write_published(fixture: dict, path: Path) -> Path:
     """The student as EfficientSAM3 publishes it: ``{"model": state_dict}`` with ``detector.`` keys."""
     torch.save({"model": seeded_weights(fixture["manifest"], fixture["weight_seed"], fixture["var_range"])}, path)
     return path
-
-
-def cxcywh(boxes_xyxy: torch.Tensor) -> torch.Tensor:
-    x1, y1, x2, y2 = boxes_xyxy.unbind(-1)
-    return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
 
 
 @torch.no_grad()
@@ -55,7 +51,7 @@ def run_ours(model, fixture: dict) -> dict[str, torch.Tensor]:
         "text_features": text.features,
         "encoder_hidden_states": captured["encoder"],
         "pred_logits": out.pred_logits,
-        "pred_boxes_cxcywh": cxcywh(out.pred_boxes),
+        "pred_boxes_cxcywh": box_xyxy_to_cxcywh(out.pred_boxes),
         "presence_logits": out.presence_logits,
         "pred_masks": out.pred_masks,
     }

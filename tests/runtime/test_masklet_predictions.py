@@ -5,20 +5,11 @@ import pytest
 from pycocotools import mask as mask_utils
 from scripted_backend import ScriptedBackend, draw_squares
 
-from runtime.predictions import MaskletRecorder, encode_rle, write_predictions
+from runtime.predictions import MaskletRecorder, write_predictions
 from runtime.session import SessionConfig, VideoSession
 from training.evaluate import Masklet, PredictionVideo, evaluate_video, load_prediction_json
 
 SIZE = (48, 80)
-
-
-def test_rle_round_trip_with_string_counts():
-    mask = np.zeros(SIZE, bool)
-    mask[3:9, 10:30] = True
-    rle = encode_rle(mask)
-    assert rle["size"] == [48, 80] and isinstance(rle["counts"], str)
-    decoded = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
-    np.testing.assert_array_equal(decoded.astype(bool), mask)
 
 
 def test_recorded_session_is_readable_by_training_evaluate(tmp_path):

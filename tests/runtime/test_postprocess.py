@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from runtime.backends.base import DecodeOutput
-from runtime.postprocess import PostprocessConfig, detections_from_output, mask_box, resize_mask_logits, score_probs
+from runtime.postprocess import PostprocessConfig, detections_from_output, resize_mask_logits, score_probs
 
 
 def _output(mask_logits: np.ndarray, pred_logits, presence: float = 5.0) -> DecodeOutput:
@@ -60,11 +60,6 @@ def test_resize_matches_bilinear_half_pixel_interpolation():
     np.testing.assert_allclose(ours, ref, atol=1e-3)
 
 
-def test_mask_box_and_config_checks():
-    mask = np.zeros((5, 5), bool)
-    mask[1, 2] = True
-    np.testing.assert_array_equal(mask_box(mask), [2, 1, 3, 2])
-    with pytest.raises(ValueError):
-        mask_box(np.zeros((3, 3), bool))
+def test_config_checks():
     with pytest.raises(ValueError):
         PostprocessConfig(score_threshold=1.0)

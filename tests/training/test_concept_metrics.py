@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 
+from efficient_sam3.masks import encode_rle
 from training.concept_io import load_saco_pairs, runtime_video_pairs
 from training.concept_metrics import ConceptMasklet, PhrasePair, concept_metrics
 from training.evaluate import main
@@ -64,11 +64,6 @@ def test_sam3_toy_files_match_the_official_code():
     _assert_matches(concept_metrics(load_saco_pairs(*paths)), EXPECTED["toy"]["official"])
 
 
-def _rle(mask):
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 def _write_ours(fixture: dict, root: Path, pred_root: Path | None = None) -> list[tuple[Path, Path]]:
     """The fixture as SA-V _manual.json (with video_np_pairs) + runtime prediction JSON per video."""
     files = []
@@ -81,13 +76,13 @@ def _write_ours(fixture: dict, root: Path, pred_root: Path | None = None) -> lis
                    "video_width": width, "masklet_id": list(range(len(gt))),
                    "masklet_first_appeared_frame": [0] * len(gt),
                    "masklet_category": [g[1] for g in gt],
-                   "masklet": [[_rle(empty if g[2][t] is None else g[2][t]) for g in gt] for t in range(len(frames))],
+                   "masklet": [[encode_rle(empty if g[2][t] is None else g[2][t]) for g in gt] for t in range(len(frames))],
                    "video_np_pairs": [{"noun_phrase": p, "num_masklets": sum(g[1] == p for g in gt)}
                                       for v, p in fixture["pairs"] if v == video]}
         pred_json = {"video_id": f"v{video}", "video_height": height, "video_width": width, "frame_indices": frames,
                      "masklet_id": [10 + k for k in range(len(pred))], "masklet_category": [p[1] for p in pred],
                      "masklet_score": [p[3] for p in pred],
-                     "masklet": [[_rle(empty if p[2][t] is None else p[2][t]) for p in pred]
+                     "masklet": [[encode_rle(empty if p[2][t] is None else p[2][t]) for p in pred]
                                  for t in range(len(frames))]}
         files.append((root / f"v{video}_manual.json", (pred_root or root) / f"v{video}.json"))
         files[-1][0].write_text(json.dumps(gt_json))
@@ -112,7 +107,7 @@ def test_runtime_json_gives_the_same_numbers(tmp_path):
 
 
 def _pair(phrase, gt, pred, scores):
-    to_masklet = lambda masks, score=1.0: ConceptMasklet(frames=tuple(None if m is None else _rle(m) for m in masks),
+    to_masklet = lambda masks, score=1.0: ConceptMasklet(frames=tuple(None if m is None else encode_rle(m) for m in masks),
                                                          score=score)
     return PhrasePair("v", phrase, 2, tuple(to_masklet(m) for m in gt),
                       tuple(to_masklet(m, s) for m, s in zip(pred, scores)))

@@ -7,16 +7,11 @@ import stat
 import cv2
 import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 
+from efficient_sam3.masks import encode_rle
 from training.evaluate import EvalResult, evaluate, load_prediction_json, main, write_result_json
 
 HEIGHT, WIDTH, NUM_ANNOTATED = 32, 40, 6  # annotated frames 0, 4, ..., 20
-
-
-def _rle(mask: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
 
 
 def _box_mask(top: int, left: int, size: int = 8) -> np.ndarray:
@@ -39,7 +34,7 @@ def _write_gt(root, video_id="sav_000001", categories=True):
         "video_frame_count": 24.0,
         "video_height": float(HEIGHT),
         "video_width": float(WIDTH),
-        "masklet": [[_rle(OBJECTS[o][1](k)) for o in obj_ids] for k in range(NUM_ANNOTATED)],
+        "masklet": [[encode_rle(OBJECTS[o][1](k)) for o in obj_ids] for k in range(NUM_ANNOTATED)],
         "masklet_id": obj_ids,
         "masklet_first_appeared_frame": [0] * len(obj_ids),
     }
@@ -55,7 +50,7 @@ def _write_pred(path, video_id, objects, frames=None):
     frames = list(range(0, 4 * NUM_ANNOTATED, 4)) if frames is None else frames
     data = {
         "video_id": video_id,
-        "masklet": [[_rle(fn(t // 4)) for _, _, fn in objects] for t in frames],
+        "masklet": [[encode_rle(fn(t // 4)) for _, _, fn in objects] for t in frames],
         "masklet_id": [obj_id for obj_id, _, _ in objects],
         "masklet_category": [category for _, category, _ in objects],
         "frame_indices": frames,

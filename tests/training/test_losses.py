@@ -5,13 +5,9 @@ import math
 import pytest
 import torch
 
-from training.box_ops import (
-    box_cxcywh_to_xyxy,
-    box_xyxy_to_cxcywh,
-    generalized_box_iou,
-    masks_to_boxes,
-    paired_generalized_box_iou,
-)
+from efficient_sam3.boxes import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from efficient_sam3.masks import masks_to_boxes
+from training.box_ops import generalized_box_iou, paired_generalized_box_iou
 from training.losses import (
     LossWeights,
     SegmentationLoss,
@@ -97,7 +93,7 @@ def test_box_conversions_and_masks_to_boxes():
     assert torch.allclose(box_cxcywh_to_xyxy(box_xyxy_to_cxcywh(xyxy)), xyxy)
     masks = torch.zeros(2, 4, 8, dtype=torch.bool)
     masks[0, 1:3, 2:6] = True  # rows 1-2, cols 2-5
-    boxes = masks_to_boxes(masks)
+    boxes = torch.from_numpy(masks_to_boxes(masks.numpy()))
     assert torch.allclose(boxes[0], torch.tensor([2 / 8, 1 / 4, 6 / 8, 3 / 4]))
     assert torch.equal(boxes[1], torch.zeros(4))
 
@@ -169,7 +165,7 @@ def _predictions(batch: int, queries: int, size: int, seed: int = 0):
 def test_single_query_single_object_equals_pure_terms():
     preds = _predictions(1, 1, 8)
     gt_masks = [_square_masks(1, 8)]
-    gt_boxes = [masks_to_boxes(gt_masks[0])]
+    gt_boxes = [torch.from_numpy(masks_to_boxes(gt_masks[0].numpy()))]
     out = SegmentationLoss()(**preds, gt_masks=gt_masks, gt_boxes=gt_boxes)
     logits = preds["pred_masks"][0].flatten(1)
     targets = gt_masks[0].float().flatten(1)
@@ -191,7 +187,7 @@ def test_single_query_single_object_equals_pure_terms():
 def test_combined_loss_gradients_reach_every_input():
     preds = _predictions(2, 5, 8)
     gt_masks = [_square_masks(2, 16), torch.zeros(0, 16, 16, dtype=torch.bool)]  # image 1 has N = 0
-    gt_boxes = [masks_to_boxes(gt_masks[0]), torch.zeros(0, 4)]
+    gt_boxes = [torch.from_numpy(masks_to_boxes(gt_masks[0].numpy())), torch.zeros(0, 4)]
     out = SegmentationLoss(matcher=GreedyMatcher())(**preds, gt_masks=gt_masks, gt_boxes=gt_boxes)
     assert out.num_matched == 2
     assert set(out.terms) == set(LossWeights().as_dict())

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from training.box_ops import masks_to_boxes
+from efficient_sam3.masks import masks_to_boxes
 from training.matcher import (
     GreedyMatcher,
     HungarianMatcher,
@@ -20,7 +20,7 @@ def _objects(num: int, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     for i in range(num):
         start = (3 * i) % (size - 4)
         masks[i, start : start + 4, start : start + 4] = True
-    return masks, masks_to_boxes(masks)
+    return masks, torch.from_numpy(masks_to_boxes(masks.numpy()))
 
 
 def _perfect_predictions(masks: torch.Tensor, boxes: torch.Tensor):

@@ -3,8 +3,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 
+from efficient_sam3.masks import encode_rle
 from training.data.sav import (
     ANNOTATION_FPS,
     ANNOTATION_STRIDE,
@@ -45,11 +45,6 @@ def rect_mask(annotated_idx: int, slot: int, height=HEIGHT, width=WIDTH) -> np.n
     return mask
 
 
-def rle(mask: np.ndarray) -> dict:
-    encoded = mask_utils.encode(np.asfortranarray(mask))
-    return {"size": list(encoded["size"]), "counts": encoded["counts"].decode("ascii")}
-
-
 def annotation_dict(video_id="sav_000001", num_frames=NUM_FRAMES, height=HEIGHT, width=WIDTH):
     num_annotated = (num_frames - 1) // ANNOTATION_STRIDE + 1
     return {
@@ -58,7 +53,7 @@ def annotation_dict(video_id="sav_000001", num_frames=NUM_FRAMES, height=HEIGHT,
         "video_frame_count": float(num_frames),  # SA-V stores floats
         "video_height": float(height),
         "video_width": float(width),
-        "masklet": [[rle(rect_mask(k, slot, height, width)) for slot in range(2)] for k in range(num_annotated)],
+        "masklet": [[encode_rle(rect_mask(k, slot, height, width)) for slot in range(2)] for k in range(num_annotated)],
         "masklet_id": [3, 7],
         "masklet_first_appeared_frame": [0.0, 0.0],
         "masklet_num": 2,

@@ -4,14 +4,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader
 
+from efficient_sam3.masks import encode_rle, masks_to_boxes
 from runtime.preprocess import preprocess_frame
 from training.data import CacheFileError, SAVFormatError, SAVVideoDataset, measure_dataset_throughput, video_collate_fn
 from training.data.feature_cache import cache_path, write_cache_file
 from training.data.sav import VideoFrameReader, find_videos, load_annotation
-from training.data.video_dataset import masks_to_boxes, resize_masks
+from training.data.video_dataset import resize_masks
 from training.synthetic import generate_dataset
 from training.synthetic_scene import SceneConfig
 
@@ -37,11 +37,6 @@ def rect_mask(annotated_idx: int, slot: int) -> np.ndarray:
     return mask
 
 
-def rle(mask: np.ndarray) -> dict:
-    encoded = mask_utils.encode(np.asfortranarray(mask))
-    return {"size": list(encoded["size"]), "counts": encoded["counts"].decode("ascii")}
-
-
 def write_video(path, num_frames=NUM_FRAMES):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 24, (WIDTH, HEIGHT))
     for frame_idx in range(num_frames):
@@ -64,7 +59,7 @@ def write_video_sample(root, cache_dir, video_id, with_categories=True):
         "video_frame_count": NUM_FRAMES,
         "video_height": HEIGHT,
         "video_width": WIDTH,
-        "masklet": [[rle(rect_mask(k, slot)) for slot in range(2)] for k in range(NUM_ANNOTATED)],
+        "masklet": [[encode_rle(rect_mask(k, slot)) for slot in range(2)] for k in range(NUM_ANNOTATED)],
         "masklet_id": [3, 7],
         "masklet_first_appeared_frame": [0, 0],
         "masklet_num": 2,
@@ -178,13 +173,6 @@ def test_collate_stacks_tensors_and_lists_ground_truth(sample):
     for key in ("gt_masks", "gt_boxes", "prompts", "obj_ids", "video_id", "query_frame", "context_frames"):
         assert isinstance(batch[key], list) and len(batch[key]) == 4
     assert [masks.shape[0] for masks in batch["gt_masks"]] == [1, 2, 0, 2]  # query frames 4, 8, 12, 16
-
-
-def test_masks_to_boxes_covers_whole_pixels():
-    masks = np.zeros((2, 10, 20), bool)
-    masks[0, 2:5, 3:4] = True
-    boxes = masks_to_boxes(masks)
-    np.testing.assert_allclose(boxes, [[3 / 20, 2 / 10, 4 / 20, 5 / 10], [0, 0, 0, 0]], atol=1e-7)
 
 
 def _truncate(path):

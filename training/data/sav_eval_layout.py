@@ -6,7 +6,9 @@ Layout, as SA-V ships sav_val / sav_test:
     <root>/Annotations_6fps/<video_id>/<obj_id:03d>/<frame:05d>.png  one binary mask per object,
                                                                     every 4th frame (6 fps)
 
-Frame names are video frame numbers, so annotated PNGs must sit on multiples of 4.
+Frame names are video frame numbers, so annotated PNGs must sit on multiples of 4. Frames are listed
+and read by ``efficient_sam3.frames`` (the runtime's frame-folder rule), masks by
+``training.masklet_io.read_mask_png`` (SA-V's official evaluator's rule: pixels > 0 are the object).
 A PNG that is absent for an object at an annotated frame means the object is absent (for reading;
 SA-V's official evaluator instead scores each object only at its own PNGs, and `write_eval_layout`
 writes an empty PNG wherever an object is absent).
@@ -20,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from efficient_sam3.frames import frame_files, read_frame_file
+from runtime.sav_png import frame_file_name, object_dir_name, write_mask_png
 from training.data.sav import (
     ANNOTATION_STRIDE,
     SAVFormatError,
@@ -28,6 +32,7 @@ from training.data.sav import (
     find_videos,
     load_annotation,
 )
+from training.masklet_io import read_mask_png
 
 FRAMES_DIR = "JPEGImages_24fps"
 ANNOTATIONS_DIR = "Annotations_6fps"
@@ -38,22 +43,25 @@ JPEG_QUALITY = 95
 class EvalVideo:
     """One video of the val/test layout.
 
-    `frame_indices`: every JPEG frame number, ascending. `annotated_frames`: frame numbers
-    with at least one PNG, ascending, all multiples of 4. `obj_ids`: object folder numbers.
+    `frame_indices`: every JPEG frame number, ascending; `frame_files`: their files. `annotated_frames`:
+    frame numbers with at least one PNG, ascending, all multiples of 4. `obj_ids`: object folder numbers.
     """
 
     video_id: str
     frame_dir: Path
     annotation_dir: Path
     frame_indices: tuple[int, ...]
+    frame_files: tuple[Path, ...]
     annotated_frames: tuple[int, ...]
     obj_ids: tuple[int, ...]
 
     def frame_path(self, frame_idx: int) -> Path:
-        return self.frame_dir / f"{frame_idx:05d}.jpg"
+        if frame_idx not in self.frame_indices:
+            raise SAVFormatError(f"{self.frame_dir}: no JPEG of frame {frame_idx}")
+        return self.frame_files[self.frame_indices.index(frame_idx)]
 
     def mask_path(self, obj_id: int, frame_idx: int) -> Path:
-        return self.annotation_dir / f"{obj_id:03d}" / f"{frame_idx:05d}.png"
+        return self.annotation_dir / object_dir_name(obj_id) / frame_file_name(frame_idx)
 
 
 def list_eval_videos(root: Path | str) -> list[EvalVideo]:
@@ -70,9 +78,10 @@ def list_eval_videos(root: Path | str) -> list[EvalVideo]:
 
 
 def _scan_video(frame_dir: Path, annotation_dir: Path) -> EvalVideo:
-    frame_indices = sorted(_frame_number(path) for path in frame_dir.glob("*.jpg"))
-    if not frame_indices:
+    files = [path for _, path in frame_files(frame_dir)]
+    if not files:
         raise SAVFormatError(f"{frame_dir}: no JPEG frames")
+    frame_indices = [_frame_number(path) for path in files]
     if not annotation_dir.is_dir():
         raise SAVFormatError(f"{annotation_dir}: missing annotation folder for video {frame_dir.name}")
     obj_ids, annotated = [], set()
@@ -93,6 +102,7 @@ def _scan_video(frame_dir: Path, annotation_dir: Path) -> EvalVideo:
         frame_dir=frame_dir,
         annotation_dir=annotation_dir,
         frame_indices=tuple(frame_indices),
+        frame_files=tuple(files),
         annotated_frames=tuple(sorted(annotated)),
         obj_ids=tuple(obj_ids),
     )
@@ -106,17 +116,14 @@ def _frame_number(path: Path) -> int:
 
 def read_eval_frame(video: EvalVideo, frame_idx: int) -> np.ndarray:
     """RGB uint8 [H, W, 3] of one JPEG frame."""
-    path = video.frame_path(frame_idx)
-    frame_bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if frame_bgr is None:
-        raise SAVFormatError(f"{path}: missing or unreadable JPEG")
-    return cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(read_frame_file(video.frame_path(frame_idx), frame_idx), cv2.COLOR_BGR2RGB)
 
 
 def read_eval_masks(video: EvalVideo, frame_idx: int, height: int, width: int) -> tuple[list[int], np.ndarray]:
     """Masks of every object at an annotated frame: (obj_ids, bool [N, H, W]).
 
-    Objects without a PNG at this frame get an empty mask. Nonzero PNG pixels are foreground.
+    Objects without a PNG at this frame get an empty mask. Nonzero PNG pixels are foreground
+    (``read_mask_png``; its errors come as ``SAVFormatError``).
     """
     if frame_idx % ANNOTATION_STRIDE != 0:
         raise ValueError(f"{video.video_id}: frame {frame_idx} is not an annotated frame (stride {ANNOTATION_STRIDE})")
@@ -125,14 +132,13 @@ def read_eval_masks(video: EvalVideo, frame_idx: int, height: int, width: int) -
         path = video.mask_path(obj_id, frame_idx)
         if not path.exists():
             continue
-        png = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if png is None:
-            raise SAVFormatError(f"{path}: unreadable PNG")
-        if png.ndim == 3:
-            png = png.max(axis=2)  # colour PNG: any nonzero channel is foreground
-        if png.shape != (height, width):
-            raise SAVFormatError(f"{path}: mask is {png.shape[0]}x{png.shape[1]}, frame is {height}x{width}")
-        masks[row] = png > 0
+        try:
+            mask = read_mask_png(path)
+        except ValueError as error:
+            raise SAVFormatError(str(error)) from None
+        if mask.shape != (height, width):
+            raise SAVFormatError(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]}, frame is {height}x{width}")
+        masks[row] = mask
     return list(video.obj_ids), masks
 
 
@@ -157,12 +163,12 @@ def write_eval_layout(sav_dir: Path | str, out_root: Path | str, annotation_type
                 jpeg_path = frame_dir / f"{frame_idx:05d}.jpg"
                 cv2.imwrite(str(jpeg_path), frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         for obj_id in annotation.obj_ids:
-            (annotation_dir / f"{obj_id:03d}").mkdir(parents=True, exist_ok=True)
+            (annotation_dir / object_dir_name(obj_id)).mkdir(parents=True, exist_ok=True)
         for annotated_idx in range(annotation.num_annotated_frames):
             frame_idx = annotation.video_frame(annotated_idx)
             slots = list(range(annotation.num_objects))  # empty PNGs too, as SA-V val/test ships them
             for slot, mask in zip(slots, annotation.decode_masks(annotated_idx, slots)):
-                png_path = annotation_dir / f"{annotation.obj_ids[slot]:03d}" / f"{frame_idx:05d}.png"
-                cv2.imwrite(str(png_path), mask.astype(np.uint8) * 255)
+                write_mask_png(annotation_dir / object_dir_name(annotation.obj_ids[slot]) / frame_file_name(frame_idx),
+                               mask)
         written.append(files.video_id)
     return written

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from efficient_sam3.contract import preprocess_frame
+from efficient_sam3.masks import masks_to_boxes
 from training.data.feature_cache import (
     FEATURE_CHANNELS,
     FEATURE_GRID,
@@ -207,22 +208,6 @@ class SAVVideoDataset(Dataset):
             "prompts": [annotation.categories[slot] if annotation.categories else "" for slot in slots],
             "obj_ids": [annotation.obj_ids[slot] for slot in slots],
         }
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """bool [N, H, W] -> float32 [N, 4] xyxy normalised by (W, H); the box covers whole pixels.
-
-    A mask whose pixels span columns x0..x1 and rows y0..y1 gives (x0/W, y0/H, (x1+1)/W, (y1+1)/H).
-    """
-    num_masks, height, width = masks.shape
-    boxes = np.zeros((num_masks, 4), dtype=np.float32)
-    for row, mask in enumerate(masks):
-        ys = np.flatnonzero(mask.any(axis=1))
-        xs = np.flatnonzero(mask.any(axis=0))
-        if len(xs) == 0:
-            continue
-        boxes[row] = (xs[0] / width, ys[0] / height, (xs[-1] + 1) / width, (ys[-1] + 1) / height)
-    return boxes
 
 
 def resize_masks(masks: np.ndarray, image_size: int) -> np.ndarray:
