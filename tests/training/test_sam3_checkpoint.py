@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from model_helpers import tiny_sam3_config
+from training.synthetic import generate_dataset
+from training.synthetic_scene import SceneConfig
 from training.teacher import load_teacher
 
 WINDOW = 6
@@ -97,7 +99,9 @@ def test_cache_teacher_with_an_unreadable_sam3_pt_is_one_error_line(tmp_path, ca
 
     bad = tmp_path / "sam3.pt"
     bad.write_bytes(b"not a checkpoint")
-    (tmp_path / "sav").mkdir()
+    # A valid one-video SA-V root (an empty one is refused first, naming the folder).
+    generate_dataset(tmp_path / "sav", 1, seed=4, val_fraction=0.0,
+                     scene_config=SceneConfig(frame_sizes=((64, 48),), min_frames=5, max_frames=5))
     assert main(["--sav-root", str(tmp_path / "sav"), "--out", str(tmp_path / "cache"), "--teacher", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "sam3.pt" in err[0]
