@@ -45,7 +45,9 @@ from benchmarks.artifacts import (
 )
 from benchmarks.latency import LatencyStats, TimingPlan
 from benchmarks.memory import WorkerResult, WorkerSpec, run_in_subprocess
-from benchmarks.report import Section, build_result, machine_info, render_markdown, write_results
+from benchmarks.onnx_int8 import FP32_ROW, INT8_ROW, int8_directory, onnx_int8_rows, onnx_int8_section, \
+    write_held_out
+from benchmarks.report import Row, Section, build_result, machine_info, render_markdown, write_results
 from benchmarks.sections import (
     RowFailed,
     flops_sections,
@@ -223,6 +225,14 @@ def _main_sections(config: BenchConfig, work_dir: Path, sav_root: Path, num_vide
         sections += flops_sections(artifacts.checkpoint, measured, config.plan, config.prompt, config.quick)
     with _our_row("memory"):
         sections.append(memory_section(measured, artifacts))
+    with _stage("onnx int8", stage_s), _our_row("onnx int8"):
+        if config.quick:
+            reason = "--quick (quantizing and streaming both directories take minutes)"
+            sections.append(onnx_int8_section([Row.skipped(FP32_ROW, reason), Row.skipped(INT8_ROW, reason)]))
+        else:
+            held_out = write_held_out(work_dir / "sav_held_out", num_videos=1, video_frames=41)
+            int8_dir = int8_directory(artifacts.onnx_dir, work_dir / "artifacts" / "onnx_int8", sav_root, held_out)
+            sections.append(onnx_int8_section(onnx_int8_rows(artifacts.onnx_dir, int8_dir, held_out, config.threads)))
     with _stage("training side", stage_s), _our_row("training side"):
         sections.append(training_section(artifacts.checkpoint, sav_root, num_videos, work_dir / "training",
                                          config.quick))

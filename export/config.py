@@ -80,6 +80,27 @@ class ExecutorchExportConfig:
 
 
 @dataclass(frozen=True)
+class OnnxInt8Config:
+    """export.onnx_int8: static int8 (QDQ) of an export.onnx directory."""
+
+    onnx: Path  # the fp32 export.onnx directory
+    out: Path  # the int8 directory (same layout)
+    calibration_videos: Path
+    calibration_frames: int = DEFAULT_CALIBRATION_FRAMES
+    checkpoint: Path | None = None  # None: the source_checkpoint named in the fp32 metadata
+    parity_frames: Path | None = None  # None: calibration-video frames after the calibration frames
+    parity_num_frames: int = DEFAULT_PARITY_FRAMES
+    parity_tolerance: ParityTolerance | None = None  # None: INT8_TOLERANCE
+
+    def __post_init__(self) -> None:
+        if self.calibration_frames < 1 or self.parity_num_frames < 1:
+            raise ValueError(f"calibration_frames and parity_num_frames must be >= 1, got "
+                             f"{self.calibration_frames}, {self.parity_num_frames}")
+        if Path(self.out).resolve() == Path(self.onnx).resolve():
+            raise ValueError(f"--out: {self.out} is the fp32 directory itself; choose another folder")
+
+
+@dataclass(frozen=True)
 class OnnxExportConfig:
     checkpoint: Path
     out: Path  # a directory: encode_frame.onnx, decode.onnx, encode_text.onnx, metadata.json

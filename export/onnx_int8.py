@@ -76,7 +76,7 @@ from efficient_sam3.files import atomic_directory, check_creatable
 from export.config import (
     DEFAULT_CALIBRATION_FRAMES,
     DEFAULT_PARITY_FRAMES,
-    ParityTolerance,
+    OnnxInt8Config,
     tolerance_for,
 )
 from export.frames import read_frames, to_pixel_values
@@ -96,25 +96,6 @@ STATIC_OPTIONS = {"OpTypesToExcludeOutputQuantization": ["Gemm", "MatMul"],
                   # decode. (CalibMaxIntermediateOutputs would do it too, but onnxruntime 1.32 drops the
                   # collected outputs at that count without computing their ranges.)
                   "CalibStridedMinMax": 1}
-
-
-@dataclass(frozen=True)
-class OnnxInt8Config:
-    onnx: Path  # the fp32 export.onnx directory
-    out: Path  # the int8 directory (same layout)
-    calibration_videos: Path
-    calibration_frames: int = DEFAULT_CALIBRATION_FRAMES
-    checkpoint: Path | None = None  # None: the source_checkpoint named in the fp32 metadata
-    parity_frames: Path | None = None  # None: calibration-video frames after the calibration frames
-    parity_num_frames: int = DEFAULT_PARITY_FRAMES
-    parity_tolerance: ParityTolerance | None = None  # None: INT8_TOLERANCE
-
-    def __post_init__(self) -> None:
-        if self.calibration_frames < 1 or self.parity_num_frames < 1:
-            raise ValueError(f"calibration_frames and parity_num_frames must be >= 1, got "
-                             f"{self.calibration_frames}, {self.parity_num_frames}")
-        if Path(self.out).resolve() == Path(self.onnx).resolve():
-            raise ValueError(f"--out: {self.out} is the fp32 directory itself; choose another folder")
 
 
 @dataclass
