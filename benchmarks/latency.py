@@ -16,7 +16,6 @@ Module level imports are stdlib + numpy only, so an ONNX worker process never lo
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from efficient_sam3 import contract
+from efficient_sam3.programs import load_program, metadata_path, read_program_metadata
 
 Stepper = Callable[[int], object]
 
@@ -123,14 +122,12 @@ def _random_pixels(image_size: int) -> list[np.ndarray]:
     return [rng.standard_normal((1, 3, image_size, image_size), dtype=np.float32) for _ in range(NUM_DISTINCT_FRAMES)]
 
 
-def read_export_metadata(path: Path) -> dict:
-    """The export's metadata JSON (``<model>.pte.json`` or ``<onnx dir>/metadata.json``)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: export metadata not found")
-    data = contract.check_metadata(json.loads(path.read_text(encoding="utf-8")), str(path))
-    if not data.get("prompts"):
-        raise ValueError(f"{path}: metadata has no 'prompts' with precomputed text features")
-    return data
+def _stored_prompt_of(path: Path) -> dict:
+    """The validated metadata of an export (``efficient_sam3.programs``) that stores at least one prompt."""
+    metadata = read_program_metadata(metadata_path(path))
+    if not metadata.get("prompts"):
+        raise ValueError(f"{metadata_path(path)}: metadata has no 'prompts' with precomputed text features")
+    return metadata
 
 
 def _stored_prompt(metadata: dict) -> tuple[str, np.ndarray, np.ndarray]:
@@ -151,27 +148,20 @@ def eager_stepper(checkpoint_dir: Path, fused: bool, prompt: str) -> Stepper:
     return memory_path_steppers(model, prompt)[0]
 
 
-def onnx_stepper(onnx_dir: Path, threads: int) -> Stepper:
-    import onnxruntime as ort
-
-    metadata = read_export_metadata(onnx_dir / "metadata.json")
+def program_stepper(path: Path, threads: int | None) -> Stepper:
+    """encode_frame + decode of an exported program (a .pte or an ONNX directory), one stored prompt, full
+    memory. ``threads``: ONNX Runtime's intra-op threads; ExecuTorch's threadpool is pinned beforehand
+    with ``set_executorch_threads``."""
+    _stored_prompt_of(path)
+    program = load_program(path, num_threads=threads if path.is_dir() else None, methods=("encode_frame", "decode"))
+    metadata = program.metadata
     _, text_features, text_mask = _stored_prompt(metadata)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    providers = ["CPUExecutionProvider"]
-    encode = ort.InferenceSession(str(onnx_dir / "encode_frame.onnx"), options, providers=providers)
-    decode = ort.InferenceSession(str(onnx_dir / "decode.onnx"), options, providers=providers)
-    encode_input = encode.get_inputs()[0].name
-    decode_inputs = [spec.name for spec in decode.get_inputs()]
     memory, mask = _random_memory(metadata["context_frames"], metadata["hidden_size"], metadata["memory_grid"])
     frames = _random_pixels(metadata["image_size"])
 
     def step(frame_number: int) -> object:
-        fpn0, fpn1, fpn2, _ = encode.run(None, {encode_input: frames[frame_number % len(frames)]})
-        arrays = [fpn0, fpn1, fpn2, memory, mask, text_features, text_mask]
-        return decode.run(None, dict(zip(decode_inputs, arrays)))
+        fpn0, fpn1, fpn2, _ = program.run("encode_frame", [frames[frame_number % len(frames)]])
+        return program.run("decode", [fpn0, fpn1, fpn2, memory, mask, text_features, text_mask])
 
     return step
 
@@ -187,27 +177,6 @@ def set_executorch_threads(threads: int) -> str:
     return f"{threads} (pybindings _unsafe_reset_threadpool)"
 
 
-def executorch_stepper(pte_path: Path) -> Stepper:
-    """The .pte's methods; the threadpool is pinned beforehand with ``set_executorch_threads``."""
-    import torch
-    from executorch.runtime import Runtime
-
-    metadata = read_export_metadata(Path(f"{pte_path}.json"))
-    _, text_features, text_mask = _stored_prompt(metadata)
-    program = Runtime.get().load_program(pte_path)
-    encode = program.load_method("encode_frame")
-    decode = program.load_method("decode")
-    memory, mask = _random_memory(metadata["context_frames"], metadata["hidden_size"], metadata["memory_grid"])
-    fixed = [torch.from_numpy(a) for a in (memory, mask, text_features, text_mask)]
-    frames = [torch.from_numpy(p) for p in _random_pixels(metadata["image_size"])]
-
-    def step(frame_number: int) -> object:
-        fpn0, fpn1, fpn2, _ = encode.execute([frames[frame_number % len(frames)]])
-        return decode.execute([fpn0, fpn1, fpn2, *fixed])
-
-    return step
-
-
 class SessionStepper:
     """``runtime.VideoSession.step`` on raw frames; counts the objects it returns, since with random weights
     the number of detections (so the cost of masks at frame size and tracking) is arbitrary."""
@@ -215,10 +184,8 @@ class SessionStepper:
     def __init__(self, model_path: Path, backend: str, threads: int, prompt: str) -> None:
         from runtime.session import VideoSession
 
-        if backend == "onnx":
-            prompt = _stored_prompt(read_export_metadata(model_path / "metadata.json"))[0]
-        elif backend == "executorch":
-            prompt = _stored_prompt(read_export_metadata(Path(f"{model_path}.json")))[0]
+        if backend in ("onnx", "executorch"):
+            prompt = _stored_prompt(_stored_prompt_of(model_path))[0]
         self.session = VideoSession(model_path, backend, prompts=[prompt], num_threads=threads)
         rng = np.random.default_rng(2)
         self.frames = [rng.integers(0, 256, (*SESSION_FRAME_HW, 3), dtype=np.uint8)  # [H, W, 3] BGR
@@ -239,10 +206,8 @@ def build_stepper(kind: str, path: Path, threads: int, prompt: str, backend: str
     """The stepper of ``kind`` (one of STEPPER_KINDS) over the model at ``path``."""
     if kind in ("eager", "eager_fused"):
         return eager_stepper(path, fused=kind == "eager_fused", prompt=prompt)
-    if kind == "onnx":
-        return onnx_stepper(path, threads)
-    if kind == "executorch":
-        return executorch_stepper(path)
+    if kind in ("onnx", "executorch"):
+        return program_stepper(path, threads)
     if kind == "session":
         if backend is None:
             raise ValueError("a session stepper needs a backend name")

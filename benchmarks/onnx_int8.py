@@ -63,7 +63,7 @@ def interleaved_latency(fp32_dir: Path, int8_dir: Path, videos: Path, threads: i
                         warmup: int = WARMUP_FRAMES) -> dict[str, list[float]]:
     """Seconds per frame (encode_frame + decode) of each directory, timed alternately on the same inputs."""
     from runtime.backends.onnx_backend import OnnxBackend
-    from runtime.state import empty_memory, memory_window, push_memory
+    from efficient_sam3.memory_ring import empty_memory, memory_window, push_memory
 
     backends = {"fp32": OnnxBackend.from_path(fp32_dir, threads), "int8": OnnxBackend.from_path(int8_dir, threads)}
     info = backends["fp32"].info
@@ -88,7 +88,7 @@ def interleaved_latency(fp32_dir: Path, int8_dir: Path, videos: Path, threads: i
 
 def _parity_metrics(directory: Path, videos: Path, num_frames: int) -> dict[str, float]:
     from export.parity import ATOL_OUTPUTS, check_parity
-    from export.programs import load_program
+    from efficient_sam3.programs import load_program
 
     checkpoint = load_program(directory).metadata["source_checkpoint"]
     report = check_parity(checkpoint, directory, videos, num_frames)
@@ -113,7 +113,7 @@ def stream_videos(fp32_dir: Path, int8_dir: Path, videos: Path, out_dir: Path, t
     from runtime.backends.metadata import read_export_metadata
     from runtime.postprocess import PostprocessConfig
     from runtime.predictions import MaskletRecorder, write_predictions
-    from runtime.sav_png import write_prediction_pngs
+    from efficient_sam3.sav_png import write_prediction_pngs
     from runtime.session import SessionConfig, VideoSession
     from runtime.video_io import FrameSource
 

@@ -38,7 +38,8 @@ from export.config import DEFAULT_CALIBRATION_FRAMES, DEFAULT_PARITY_FRAMES, Exe
 from export.frames import read_frames, to_pixel_values
 from export.fuse import deployment_model
 from export.lowering import DelegationError, check_delegation, count_delegates, lower_to_xnnpack, ops_outside_delegate
-from export.metadata import build_metadata, checkpoint_sha256, metadata_path, prompt_records, write_json_atomic
+from efficient_sam3.programs import metadata_path
+from export.metadata import build_metadata, checkpoint_sha256, prompt_records, write_json_atomic
 from export.parity import ParityError, ParityReport, check_parity
 from export.progress import StageTimer
 from export.wrappers import METHOD_NAMES, EncodeText, build_entry_points

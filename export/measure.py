@@ -28,11 +28,11 @@ import torch
 
 from efficient_sam3 import EfficientSam3Model
 from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, positive_int, sigterm_as_interrupt
+from efficient_sam3.programs import load_program, metadata_path
 from export.frames import generated_frames, to_pixel_values
 from export.fuse import deployment_model
 from export.parity import random_memory
-from export.programs import ExecutorchProgram, load_program
-from export.metadata import metadata_path, read_metadata
+from export.metadata import read_metadata
 from export.wrappers import Decode, EncodeFrame
 
 
@@ -117,7 +117,7 @@ def operator_time_share(checkpoint: str | Path, pte: str | Path, num_threads: in
 
     model = EfficientSam3Model.from_pretrained(checkpoint).eval()
     inputs = frame_inputs(model)
-    program = ExecutorchProgram(pte, read_metadata(metadata_path(pte)), num_threads, enable_etdump=True)
+    program = load_program(pte, num_threads=num_threads, enable_etdump=True)
     _time_frames(lambda *a: program.run("encode_frame", a), lambda *a: program.run("decode", a), inputs, runs, 0)
     with tempfile.TemporaryDirectory() as tmp:
         etdump = Path(tmp) / "profile.etdp"

@@ -21,20 +21,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import json
 from pathlib import Path
 
 import torch
 
 from efficient_sam3 import contract, files
 from efficient_sam3.checkpoint import WEIGHTS_FILE
+from efficient_sam3.programs import read_program_metadata
 from export.config import QUANTIZATION_MODES
 from export.wrappers import INPUT_NAMES, METHOD_NAMES, OUTPUT_NAMES
 
 logger = logging.getLogger(__name__)
-
-ONNX_METADATA_FILE = "metadata.json"
-
 
 def checkpoint_sha256(checkpoint: str | Path) -> str:
     """sha256 (hex) of the checkpoint's weights file."""
@@ -46,14 +43,6 @@ def checkpoint_sha256(checkpoint: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def metadata_path(program: str | Path) -> Path:
-    """model.pte -> model.pte.json; an ONNX directory -> <dir>/metadata.json."""
-    program = Path(program)
-    if program.suffix == ".pte":
-        return program.with_name(program.name + ".json")
-    return program / ONNX_METADATA_FILE
 
 
 @torch.no_grad()
@@ -107,12 +96,8 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
 
 
 def read_metadata(path: str | Path) -> dict:
-    """Read and validate a metadata JSON; errors name the file and the problem."""
+    """Read and validate a metadata JSON with every field export writes; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing export metadata")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: malformed JSON ({err})") from err
-    return contract.check_metadata(data, str(path), complete=True)
+    return read_program_metadata(path, complete=True)

@@ -27,7 +27,8 @@ from efficient_sam3.files import atomic_directory, check_creatable
 from export.frames import read_frames
 from export.config import DEFAULT_PARITY_FRAMES, OnnxExportConfig, tolerance_for
 from export.fuse import deployment_model
-from export.metadata import ONNX_METADATA_FILE, build_metadata, checkpoint_sha256, prompt_records, write_json_atomic
+from efficient_sam3.programs import ONNX_METADATA_FILE
+from export.metadata import build_metadata, checkpoint_sha256, prompt_records, write_json_atomic
 from export.parity import ParityError, ParityReport, check_parity
 from export.progress import StageTimer
 from export.wrappers import INPUT_NAMES, METHOD_NAMES, OUTPUT_NAMES, build_entry_points

@@ -37,7 +37,7 @@ Recipe (``onnxruntime.quantization``), the ONNX counterpart of export/quantize.p
 Calibration (the runtime's view of a stream): every ``memory_stride``-th frame (from the metadata; 4:
 SA-V's annotated frames) of ``--calibration-videos``, read and preprocessed by export.frames, feeds
 encode_frame; decode is fed the FPN levels those frames give through the fp32 encode_frame, the
-memory of the frames before (runtime.state: slot T-1 = most recent, empty slots masked) and the
+memory of the frames before (efficient_sam3.memory_ring: slot T-1 = most recent, empty slots masked) and the
 stored prompts' text features in turn, as ``export.quantize.build_calibration_set`` does for ExecuTorch.
 
 Parity gate: before the directory is moved into place, the int8 programs are compared with the eager
@@ -73,6 +73,8 @@ from onnxruntime.quantization import (
 from efficient_sam3 import EfficientSam3Model
 from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, positive_int, sigterm_as_interrupt
 from efficient_sam3.files import atomic_directory, check_creatable
+from efficient_sam3.memory_ring import empty_memory, memory_window, push_memory
+from efficient_sam3.programs import ONNX_METADATA_FILE, load_program
 from export.config import (
     DEFAULT_CALIBRATION_FRAMES,
     DEFAULT_PARITY_FRAMES,
@@ -80,12 +82,10 @@ from export.config import (
     tolerance_for,
 )
 from export.frames import read_frames, to_pixel_values
-from export.metadata import ONNX_METADATA_FILE, read_metadata, write_json_atomic
+from export.metadata import read_metadata, write_json_atomic
 from export.parity import ParityError, ParityReport, compare_program, load_frames, verify_provenance
-from export.programs import load_program
 from export.progress import StageTimer
 from export.wrappers import INPUT_NAMES, METHOD_NAMES
-from runtime.state import empty_memory, memory_window, push_memory
 
 QUANTIZED_METHODS = ("encode_frame", "decode")  # static int8; encode_text is copied in fp32
 QUANTIZED_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -254,7 +254,7 @@ def quantize_onnx_directory(config: OnnxInt8Config) -> OnnxInt8Result:
         raw = json.loads((source / ONNX_METADATA_FILE).read_text(encoding="utf-8"))  # as written, any version
         write_json_atomic(staging / ONNX_METADATA_FILE, {**raw, "quantization": "int8"})
         with timer.stage("parity check (onnxruntime CPU vs eager)"), torch.no_grad():
-            report = compare_program(model, load_program(staging), held_out,
+            report = compare_program(model, load_program(staging, complete_metadata=True), held_out,
                                      config.parity_tolerance or tolerance_for("int8"))
         print(report.format())
         if not report.passed:

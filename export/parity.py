@@ -28,10 +28,10 @@ import torch
 
 from efficient_sam3 import EfficientSam3Model
 from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, positive_int, sigterm_as_interrupt
+from efficient_sam3.programs import load_program
 from export.config import DEFAULT_PARITY_FRAMES, ParityTolerance, tolerance_for
 from export.frames import generated_frames, read_frames, to_pixel_values
 from export.metadata import checkpoint_sha256
-from export.programs import load_program
 from export.wrappers import OUTPUT_NAMES, Decode, EncodeFrame, EncodeText
 
 ATOL_OUTPUTS = ("pred_boxes", "pred_logits", "presence_logits", "iou_scores")
@@ -147,6 +147,11 @@ def random_memory(model: EfficientSam3Model, valid_slots: int | None, generator:
     return memory, mask
 
 
+def _run(program, method: str, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """One call of an ``efficient_sam3.programs`` program (numpy in and out) with torch tensors."""
+    return tuple(torch.from_numpy(output) for output in program.run(method, inputs))
+
+
 @torch.no_grad()
 def compare_program(model: EfficientSam3Model, program, pixel_values: list[torch.Tensor],
                     tolerance: ParityTolerance, seed: int = 0) -> ParityReport:
@@ -162,7 +167,7 @@ def compare_program(model: EfficientSam3Model, program, pixel_values: list[torch
         text_inputs[text] = (ids, mask)
         reference = (encode_text(ids, mask),)
         report.checks += _compare(f"encode_text '{text}'", OUTPUT_NAMES["encode_text"], reference,
-                                  program.run("encode_text", (ids, mask)), tolerance, ("text_features",))
+                                  _run(program, "encode_text", (ids, mask)), tolerance, ("text_features",))
     for stored in metadata["prompts"]:
         ids, mask = text_inputs[stored["text"]]
         if stored["input_ids"] != ids[0].tolist():
@@ -176,13 +181,13 @@ def compare_program(model: EfficientSam3Model, program, pixel_values: list[torch
     generator = torch.Generator().manual_seed(seed)
     for index, pixels in enumerate(pixel_values):
         reference_levels = encode_frame(pixels)
-        program_levels = program.run("encode_frame", (pixels,))
+        program_levels = _run(program, "encode_frame", (pixels,))
         report.checks += _compare(f"frame {index} encode_frame", OUTPUT_NAMES["encode_frame"], reference_levels,
                                   program_levels, tolerance, gated=())
         for case, valid_slots in MEMORY_CASES:
             memory, memory_mask = random_memory(model, valid_slots, generator)
             reference = decode(*reference_levels[:3], memory, memory_mask, text_features, text_mask)
-            got = program.run("decode", (*program_levels[:3], memory, memory_mask, text_features, text_mask))
+            got = _run(program, "decode", (*program_levels[:3], memory, memory_mask, text_features, text_mask))
             report.checks += _compare(f"frame {index} decode {case}", OUTPUT_NAMES["decode"], reference, got,
                                       tolerance, ATOL_OUTPUTS)
     return report
@@ -199,7 +204,7 @@ def check_parity(checkpoint: str | Path, program_path: str | Path, frames: str |
                  model: EfficientSam3Model | None = None) -> ParityReport:
     """Provenance check, then ``compare_program``; ``tolerance`` defaults to the program's quantization."""
     model = (model or EfficientSam3Model.from_pretrained(checkpoint)).eval()
-    program = load_program(program_path)
+    program = load_program(program_path, complete_metadata=True)
     verify_provenance(program.metadata, checkpoint, model)
     tolerance = tolerance or tolerance_for(program.metadata["quantization"])
     pixel_values = load_frames(frames, num_frames, model.config.image_size)

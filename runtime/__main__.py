@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.postprocess import PostprocessConfig
     from runtime.run import RunConfig, run_video
     from runtime.session import SessionConfig
-    from runtime.tracker import TrackerConfig
+    from efficient_sam3.tracker import TrackerConfig
 
     previous_sigterm = signal.getsignal(signal.SIGTERM)
     sigterm_as_interrupt()

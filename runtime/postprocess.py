@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from efficient_sam3.masks import mask_box
+from efficient_sam3.tracker import mask_iou_matrix
 from runtime.backends.base import DecodeOutput
-from runtime.tracker import mask_iou_matrix
 
 
 @dataclass(frozen=True)

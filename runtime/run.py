@@ -33,7 +33,7 @@ class RunConfig:
     backend: str | None = None
     out_json: Path | None = None
     out_video: Path | None = None
-    out_png: Path | None = None  # SA-V PNG layout root (runtime.sav_png); the video goes to <out_png>/<video_id>/
+    out_png: Path | None = None  # SA-V PNG layout root (efficient_sam3.sav_png); the video goes to <out_png>/<video_id>/
     output_stride: int = 1
     max_frames: int | None = None
     num_threads: int | None = None

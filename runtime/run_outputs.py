@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from efficient_sam3.files import OutputLock, atomic_directory, atomic_path, check_writable, remove_stale_temps
+from efficient_sam3.sav_png import prediction_masks, video_folder, write_masks_into
 from runtime.predictions import write_predictions_to
-from runtime.sav_png import prediction_masks, video_folder, write_masks_into
 from runtime.video_io import OverlayVideoWriter
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from efficient_sam3.contract import preprocess_frame
+from efficient_sam3.memory_ring import empty_memory, is_memory_frame, memory_window, push_memory
+from efficient_sam3.tracker import TrackerConfig, update_tracks
 from runtime.backends.base import Backend, DecodeOutput, normalise_prompt
 from runtime.postprocess import PostprocessConfig, detections_from_output
-from runtime.state import StreamState, empty_memory, is_memory_frame, memory_window, push_memory
-from runtime.tracker import TrackerConfig, update_tracks
+from runtime.state import StreamState
 
 
 @dataclass(frozen=True)

@@ -17,17 +17,6 @@ FORBIDDEN = {
     "export": {"runtime", "training", "benchmarks"},
     "runtime": {"training", "export", "benchmarks"},
 }
-# Sideways imports not yet removed, each with why (issue #17). Delete an entry when its import goes.
-KNOWN = {
-    # The SA-V PNG layout helpers (runtime/sav_png.py) are being deduplicated in a separate change.
-    ("training/evaluate.py", "runtime"),
-    ("training/masklet_io.py", "runtime"),
-    ("training/data/sav_eval_layout.py", "runtime"),
-    # The memory evaluation tracks with the runtime's tracker, to score what the runtime would output.
-    ("training/memory_eval.py", "runtime"),
-    # int8 ONNX export runs the runtime's memory ring for calibration (export/onnx_int8.py, in progress).
-    ("export/onnx_int8.py", "runtime"),
-}
 
 
 def _imported_packages(path: Path) -> set[str]:
@@ -55,7 +44,7 @@ def _violations() -> set[tuple[str, str]]:
 
 def test_packages_import_only_downwards():
     violations = _violations()
-    new = sorted(violations - KNOWN)
+    new = sorted(violations)
     assert not new, f"sideways imports (move the shared fact to efficient_sam3.contract): {new}"
 
 

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from efficient_sam3.cli import ArgumentParser, fail
 from efficient_sam3.files import check_creatable, write_json_atomic
-from runtime.sav_png import write_video_pngs
+from efficient_sam3.sav_png import write_video_pngs
 from training.concept_io import evaluate_concepts
 from training.concept_metrics import ConceptResult
 from training.masklet_io import (

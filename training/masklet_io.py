@@ -8,7 +8,7 @@ Ground truth:
   frame without a PNG of that object is not one of its annotated frames.
 Predictions:
 - runtime JSON (``runtime.predictions``): objects with their own ids and prompts;
-- SA-V PNG layout (``runtime.sav_png``), object folders named like the ground truth's.
+- SA-V PNG layout (``efficient_sam3.sav_png``), object folders named like the ground truth's.
 PNG masks are read as the official evaluator does: PIL, pixels > 0 are the object, at most two
 distinct pixel values per file. Errors are ``ValueError``s that start with the offending file.
 """
@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from efficient_sam3.masks import encode_rle
-from runtime.sav_png import frame_file_name, object_dir_name
+from efficient_sam3.sav_png import frame_file_name, object_dir_name
 from training.data.rle import check_rle
 from training.data.sav import load_annotation
 

@@ -33,7 +33,7 @@ style), 0-100. ``j_degraded`` / ``j_clean`` split J by whether the synthetic dat
 Concept metrics (SAM3's, ``training.concept_metrics``; primary rule only): each video is also prompted
 with the phrases its ground truth lists as absent (``video_np_pairs`` with 0 masklets; the synthetic
 data lists the vocabulary's absent phrases). Per condition and prompt, the instances of the evaluated
-frames are linked into masklets by the runtime's tracker (``runtime.tracker``; a masklet's score is
+frames are linked into masklets by the runtime's tracker (``efficient_sam3.tracker``; a masklet's score is
 its mean instance score), and cgF1, IL_MCC, positive micro-F1 and pHOTA are computed over all
 (held-out video, phrase) pairs, positive and negative (``MemoryEvalResult.concept``). J&F scores only
 the positive prompts, as before. Prompts are decoded ``PROMPTS_PER_BATCH`` at a time.
@@ -57,7 +57,7 @@ from efficient_sam3.contract import preprocess_frame
 from efficient_sam3.files import check_creatable, write_json_atomic
 from efficient_sam3.masks import encode_rle
 from efficient_sam3.outputs import TextFeatures, VisionFeatures
-from runtime.tracker import TrackerConfig, TrackerState, update_tracks
+from efficient_sam3.tracker import TrackerConfig, TrackerState, update_tracks
 from training.batch import PromptTokenizer
 from training.config import DEFAULT_PROMPT
 from training.data.feature_cache import CacheFileError, cache_path, load_cached_features, read_cache_header

@@ -1,7 +1,7 @@
 """ExecuTorch backend: one ``.pte`` with methods encode_frame, decode and encode_text, and its metadata
 at ``<path>.json``. Prompts are the ones whose text features the export stored in the metadata (the
-device needs no tokenizer). ExecuTorch's Python runtime exchanges torch tensors, so this backend
-imports torch; numpy crosses the backend boundary as everywhere else.
+device needs no tokenizer). The program is loaded by ``efficient_sam3.programs`` (ExecuTorch's Python
+runtime exchanges torch tensors, so it imports torch); numpy crosses the backend boundary as everywhere else.
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-from executorch.runtime import Runtime
 
+from efficient_sam3.programs import ProgramError, load_program, metadata_path
 from runtime.backends.base import (
     Backend,
     BackendError,
@@ -21,7 +20,7 @@ from runtime.backends.base import (
     check_outputs,
     decode_output_from_arrays,
 )
-from runtime.backends.metadata import read_export_metadata
+from runtime.backends.metadata import export_metadata_from
 
 REQUIRED_METHODS = ("encode_frame", "decode")
 
@@ -31,21 +30,12 @@ class ExecutorchBackend(Backend):
 
     def __init__(self, path: Path, num_threads: int | None = None) -> None:
         self.path = Path(path)
-        self.metadata = read_export_metadata(Path(f"{self.path}.json"), "executorch")
-        self.info = self.metadata.info
-        if num_threads is not None:
-            from executorch.extension.pybindings import _C
-
-            _C._unsafe_reset_threadpool(num_threads)
         try:
-            program = Runtime.get().load_program(self.path)
-        except Exception as err:  # the pybindings raise RuntimeError / ValueError for a bad program
-            raise BackendError(f"{self.path}: ExecuTorch cannot load this program ({err})") from err
-        missing = [name for name in REQUIRED_METHODS if name not in program.method_names]
-        if missing:
-            raise BackendError(f"{self.path}: program lacks methods {missing} (has {sorted(program.method_names)})")
-        self._program = program
-        self._methods = {name: program.load_method(name) for name in REQUIRED_METHODS}
+            self._program = load_program(self.path, num_threads=num_threads, methods=REQUIRED_METHODS)
+        except ProgramError as err:
+            raise BackendError(str(err)) from None
+        self.metadata = export_metadata_from(self._program.metadata, metadata_path(self.path), "executorch")
+        self.info = self.metadata.info
 
     @classmethod
     def from_path(cls, path: str | Path, num_threads: int | None = None) -> "ExecutorchBackend":
@@ -58,12 +48,10 @@ class ExecutorchBackend(Backend):
         return self.metadata.prompt_features(text)
 
     def _execute(self, name: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        tensors = [torch.from_numpy(np.ascontiguousarray(array)) for array in inputs]
         try:
-            outputs = self._methods[name].execute(tensors)
-        except Exception as err:  # input mismatch reported by the ExecuTorch runtime
-            raise BackendError(f"{self.path}: method {name} failed ({err})") from err
-        return [output.numpy() for output in outputs]
+            return self._program.run(name, inputs)
+        except ProgramError as err:
+            raise BackendError(str(err)) from None
 
     def encode_frame(self, pixel_values: np.ndarray) -> FrameFeatures:
         self.check_pixels(pixel_values)

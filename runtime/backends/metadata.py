@@ -6,13 +6,13 @@ validator are in ``efficient_sam3.contract`` (format_version 1 files load with t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from efficient_sam3 import contract
+from efficient_sam3.programs import ProgramError, read_program_metadata
 from runtime.backends.base import BackendError, ModelInfo, PromptFeatures, normalise_prompt
 
 
@@ -54,19 +54,9 @@ def _prompt(entry: object, index: int, info: ModelInfo, path: Path) -> PromptFea
     return PromptFeatures(text=entry["text"], features=features[None], mask=mask[None])
 
 
-def read_export_metadata(path: str | Path, expected_backend: str) -> ExportMetadata:
-    """Read and validate a metadata JSON; the error names the file and what is wrong."""
+def export_metadata_from(data: dict, path: str | Path, expected_backend: str) -> ExportMetadata:
+    """The runtime's view of metadata already validated by ``efficient_sam3.contract.check_metadata``."""
     path = Path(path)
-    if not path.is_file():
-        raise BackendError(f"{path}: export metadata not found (export/ writes it beside the model)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BackendError(f"{path}: unreadable metadata JSON ({err})") from err
-    try:
-        data = contract.check_metadata(data, str(path))
-    except ValueError as err:
-        raise BackendError(str(err)) from None
     if data["backend"] != expected_backend:
         raise BackendError(f"{path}: metadata is for backend {data['backend']!r}, not {expected_backend!r}")
     info = ModelInfo(preset=str(data.get("preset", "unknown")),
@@ -82,3 +72,12 @@ def read_export_metadata(path: str | Path, expected_backend: str) -> ExportMetad
         quantization=str(data.get("quantization", "none")),
         prompts=tuple(_prompt(entry, i, info, path) for i, entry in enumerate(prompts)),
     )
+
+
+def read_export_metadata(path: str | Path, expected_backend: str) -> ExportMetadata:
+    """Read and validate a metadata JSON; the error names the file and what is wrong."""
+    try:
+        data = read_program_metadata(path)
+    except ProgramError as err:
+        raise BackendError(str(err)) from None
+    return export_metadata_from(data, path, expected_backend)

@@ -10,7 +10,7 @@ import torch
 from efficient_sam3 import EfficientSam3Model
 from export.metadata import read_metadata
 from export.parity import MEMORY_CASES, ProgramMismatchError, check_parity, main as parity_main, verify_provenance
-from export.programs import load_program
+from efficient_sam3.programs import load_program
 from export.wrappers import METHOD_NAMES
 
 # Op kinds that must run inside the XNNPACK delegate (issue 5): convolutions, linears, matmuls,

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from export.metadata import checkpoint_sha256, metadata_path, read_metadata, write_json_atomic
+from efficient_sam3.programs import metadata_path
+from export.metadata import checkpoint_sha256, read_metadata, write_json_atomic
 
 
 def _valid_metadata() -> dict:

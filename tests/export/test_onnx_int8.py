@@ -11,7 +11,8 @@ import pytest
 
 from efficient_sam3 import EfficientSam3Model
 from export.config import INT8_TOLERANCE, ParityTolerance
-from export.metadata import ONNX_METADATA_FILE, build_metadata, checkpoint_sha256, prompt_records, read_metadata
+from efficient_sam3.programs import ONNX_METADATA_FILE
+from export.metadata import build_metadata, checkpoint_sha256, prompt_records, read_metadata
 from export.onnx_int8 import OnnxInt8Config, main, quantize_onnx_directory
 from export.parity import ParityError
 from export.wrappers import METHOD_NAMES

@@ -15,7 +15,7 @@ from runtime.backends.torch_backend import TorchBackend
 from runtime.postprocess import PostprocessConfig, detections_from_output
 from runtime.preprocess import preprocess_frame
 from runtime.session import SessionConfig, VideoSession
-from runtime.state import context_frame_indices
+from efficient_sam3.memory_ring import context_frame_indices
 from model_helpers import open_memory_path
 
 PROMPT = "red circle"

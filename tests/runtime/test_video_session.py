@@ -9,7 +9,7 @@ from scripted_backend import ScriptedBackend, draw_squares, square_mask
 
 from runtime.postprocess import PostprocessConfig
 from runtime.session import SessionConfig, VideoSession
-from runtime.tracker import TrackerConfig
+from efficient_sam3.tracker import TrackerConfig
 
 SIZE = (48, 80)
 

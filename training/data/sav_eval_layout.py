@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from efficient_sam3.frames import frame_files, read_frame_file
-from runtime.sav_png import frame_file_name, object_dir_name, write_mask_png
+from efficient_sam3.sav_png import frame_file_name, object_dir_name, write_mask_png
 from training.data.sav import (
     ANNOTATION_STRIDE,
     SAVFormatError,

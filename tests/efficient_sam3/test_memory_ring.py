@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from runtime.state import (
+from efficient_sam3.memory_ring import (
     EMPTY_SLOT,
     context_frame_indices,
     empty_memory,

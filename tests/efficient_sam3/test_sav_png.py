@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from runtime.predictions import MaskletRecorder
-from runtime.sav_png import write_prediction_pngs, write_video_pngs
+from efficient_sam3.sav_png import write_prediction_pngs, write_video_pngs
 from runtime.session import ObjectResult
 
 

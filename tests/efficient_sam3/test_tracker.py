@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from runtime.tracker import TrackerConfig, TrackerState, mask_iou_matrix, update_tracks
+from efficient_sam3.tracker import TrackerConfig, TrackerState, mask_iou_matrix, update_tracks
 
 
 def _box(x: int, y: int, side: int = 10, size=(40, 60)) -> np.ndarray:
