@@ -141,7 +141,9 @@ PROMPT_PATHS = ("original", "transformers")
 
 @dataclass(frozen=True)
 class EfficientSam3Config:
-    preset: str = "edge"
+    # The name of the preset this config came from (``from_preset``); a config built field by field is
+    # "custom": its defaults are no preset's (the students and edge differ in backbone, text and prompt path).
+    preset: str = "custom"
     image_size: int = 504
     hidden_size: int = 256
     # SAM3 normalisation: pixel / 255, then (x - mean) / std (efficient_sam3/contract.py).

@@ -187,28 +187,45 @@ def _apply_debug(config: VideoDistillationConfig) -> VideoDistillationConfig:
                    stop_after_steps=config.stop_after_steps or DEBUG_STEPS, checkpoint_every=1)
 
 
-def _train(config: VideoDistillationConfig, context: DistributedContext) -> VideoStageResult:
-    started = time.perf_counter()
-    resume_path = resolve_resume(config.resume) if config.resume is not None else None
-    out_dir = config.out_dir or (resume_path.parent.parent if resume_path
-                                 else timestamped_run_dir("video", config.runs_dir))
-    out_dir = Path(broadcast_object(str(out_dir), context))
-    if context.is_main:
-        check_creatable(out_dir, "run folder", folder=True)  # before any work
-    if not find_videos(config.sav_root, config.annotation_type):
-        raise ValueError(f"{config.sav_root}: no SA-V videos (*.mp4 with *_{config.annotation_type}.json) "
-                         f"in this folder or below it")
-    student_dir = config.student_checkpoint or find_latest_student(config.runs_dir)
-    student_dir = Path(broadcast_object(str(student_dir), context))
+@dataclass
+class _Student:
+    """The student being trained: its folder, what loading it reported, and its trainable parameters."""
 
+    directory: Path
+    model: torch.nn.Module
+    missing_keys: list[str]
+    modules: tuple[str, ...]
+    params: list[torch.nn.Parameter]
+    names: list[str]
+
+
+@dataclass(frozen=True)
+class _ClipPlan:
+    """The clips of the run and how they are spread over epochs and steps."""
+
+    dataset: SAVVideoDataset
+    facts: dict
+    clip_keys: list[tuple[str, int]]
+    degraded_keys: set[tuple[str, int]]
+    allowed: set[str] | None
+    epoch_length: int
+    steps_per_epoch: int
+    total_steps: int
+    end_step: int
+
+
+def _load_student(config: VideoDistillationConfig, context: DistributedContext) -> _Student:
+    """The image-stage student with only the memory modules trainable, on the run's device."""
+    directory = config.student_checkpoint or find_latest_student(config.runs_dir)
+    directory = Path(broadcast_object(str(directory), context))
     seed_everything(config.seed)  # memory modules missing from the student are initialised identically
-    loaded = load_pretrained(student_dir)
+    loaded = load_pretrained(directory)
     model = loaded.model
     if context.is_main and loaded.missing_keys:
-        print(f"{student_dir}: {len(loaded.missing_keys)} memory-module keys missing, kept at initialisation: "
+        print(f"{directory}: {len(loaded.missing_keys)} memory-module keys missing, kept at initialisation: "
               + ", ".join(loaded.missing_keys))
     if model.config.memory.context_frames != config.context_frames:
-        raise ValueError(f"{student_dir}: the student's memory.context_frames is {model.config.memory.context_frames} "
+        raise ValueError(f"{directory}: the student's memory.context_frames is {model.config.memory.context_frames} "
                          f"(preset {model.config.preset!r}), this run uses context_frames {config.context_frames}")
     modules = trained_modules(config.perceiver_lr_scale)
     freeze_for_video_distillation(model, modules)
@@ -219,11 +236,15 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
     params = [p for p in model.parameters() if p.requires_grad]
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     broadcast_parameters(params, context)
+    return _Student(directory, model, list(loaded.missing_keys), modules, params, names)
 
+
+def _plan_clips(config: VideoDistillationConfig, image_size: int, context: DistributedContext) -> _ClipPlan:
+    """Read the SA-V clips (bad videos skipped and reported) and size the epochs."""
     dataset = SAVVideoDataset(config.sav_root, config.cache_dir, context_frames=config.context_frames,
                               annotation_type=config.annotation_type,
                               max_objects_per_frame=config.max_objects_per_frame,
-                              image_size=model.config.image_size, skip_bad_videos=True)
+                              image_size=image_size, skip_bad_videos=True)
     if len(dataset) == 0:
         reasons = "; ".join(bad.reason for bad in dataset.bad_videos[:3]) or "no SA-V videos in this folder or below it"
         raise ValueError(f"{config.sav_root}: no clips ({len(dataset.bad_videos)} bad videos: {reasons})")
@@ -237,16 +258,69 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
     steps_per_epoch = epoch_length // clips_per_step
     total_steps = config.epochs * steps_per_epoch
     end_step = min(total_steps, config.stop_after_steps or total_steps)
+    return _ClipPlan(dataset, facts, clip_keys, degraded_keys, allowed, epoch_length, steps_per_epoch, total_steps,
+                     end_step)
+
+
+def _accumulate_gradients(config: VideoDistillationConfig, context: DistributedContext, model, plan: _ClipPlan,
+                          order: list[int], epoch: int, step_in_epoch: int, step: int, tokenizer: PromptTokenizer,
+                          loss_fn: SegmentationLoss) -> dict[str, float]:
+    """Forward and backward of one optimizer step's micro-batches; returns the step's mean loss terms."""
+    sums: dict[str, float] = defaultdict(float)
+    for micro in range(config.grad_accum):
+        first = (step_in_epoch * config.grad_accum + micro) * config.batch_size
+        positions = range(first, first + config.batch_size)
+        items = [plan.dataset[order[p]] for p in positions]
+        categories = [list(plan.facts[item["video_id"]].categories) for item in items]
+        rngs = [sample_rng(config.seed, epoch, context.rank, p) for p in positions]
+        batch = build_batch(items, categories, rngs, tokenizer, config.absent_prompt_prob).to(context.device)
+        output = memory_forward(model, batch)
+        losses = loss_fn(output.pred_masks, output.pred_boxes, output.pred_logits, output.presence_logits,
+                         output.iou_scores, batch.gt_masks, batch.gt_boxes)
+        if not torch.isfinite(losses.total):
+            raise FloatingPointError(f"video stage step {step}: non-finite loss "
+                                     f"{ {k: float(v) for k, v in losses.terms.items()} } on {batch.video_ids}")
+        (losses.total / config.grad_accum).backward()
+        sums["loss"] += float(losses.total.detach()) / config.grad_accum
+        for name, value in losses.terms.items():
+            sums[name] += float(value) / config.grad_accum
+        sums["num_matched"] += losses.num_matched
+    return sums
+
+
+def _save_final(model, final_model: Path, log_path: Path, plot_path: Path, student_dir: Path) -> None:
+    """The trained model as a checkpoint folder, and the loss curves as a picture."""
+    model.eval()
+    model.save_pretrained(final_model)
+    if log_path.stat().st_size > 0:
+        plot_loss_curves(log_path, plot_path, title=f"video stage ({student_dir.name})")
+
+
+def _train(config: VideoDistillationConfig, context: DistributedContext) -> VideoStageResult:
+    started = time.perf_counter()
+    resume_path = resolve_resume(config.resume) if config.resume is not None else None
+    out_dir = config.out_dir or (resume_path.parent.parent if resume_path
+                                 else timestamped_run_dir("video", config.runs_dir))
+    out_dir = Path(broadcast_object(str(out_dir), context))
+    if context.is_main:
+        check_creatable(out_dir, "run folder", folder=True)  # before any work
+    if not find_videos(config.sav_root, config.annotation_type):
+        raise ValueError(f"{config.sav_root}: no SA-V videos (*.mp4 with *_{config.annotation_type}.json) "
+                         f"in this folder or below it")
+    student = _load_student(config, context)
+    model, params = student.model, student.params
+    plan = _plan_clips(config, model.config.image_size, context)
 
     optimizer = torch.optim.AdamW(memory_param_groups(model, config.lr, config.perceiver_lr_scale),
                                   weight_decay=config.weight_decay)
-    scheduler = warmup_cosine_scheduler(optimizer, config.warmup_steps, total_steps, config.min_lr_ratio)
-    run_config = {**config.to_dict(), "world_size": context.world_size, "steps_per_epoch_resolved": steps_per_epoch}
-    student = {"path": str(student_dir), "sha256": weights_sha256(student_dir)}
+    scheduler = warmup_cosine_scheduler(optimizer, config.warmup_steps, plan.total_steps, config.min_lr_ratio)
+    run_config = {**config.to_dict(), "world_size": context.world_size,
+                  "steps_per_epoch_resolved": plan.steps_per_epoch}
+    provenance = {"path": str(student.directory), "sha256": weights_sha256(student.directory)}
     step = 0
     if resume_path is not None:
-        saved = load_training_checkpoint(resume_path, model, modules, optimizer, scheduler)
-        _check_resume_compatible(saved.config, run_config, saved.student, student, resume_path)
+        saved = load_training_checkpoint(resume_path, model, student.modules, optimizer, scheduler)
+        _check_resume_compatible(saved.config, run_config, saved.student, provenance, resume_path)
         step = saved.step
     loss_fn = SegmentationLoss(weights=config.loss_weights)
     tokenizer = PromptTokenizer(model)
@@ -255,47 +329,31 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
     log_path, plot_path = out_dir / LOG_FILE, out_dir / PLOT_FILE
     run_log = RunLog(log_path, resume_from_step=step if resume_path else None) if context.is_main else None
     if context.is_main:
-        write_json_atomic(out_dir / "video_config.json", {**run_config, "student": student}, indent=2)
-    saw_gradient = dict.fromkeys(names, False)
+        write_json_atomic(out_dir / "video_config.json", {**run_config, "student": provenance}, indent=2)
+    saw_gradient = dict.fromkeys(student.names, False)
     orders: dict[int, list[int]] = {}
     row: dict = {}
-    progress = tqdm(total=end_step, initial=step, desc="video stage", unit="step",
+    progress = tqdm(total=plan.end_step, initial=step, desc="video stage", unit="step",
                     disable=not (config.show_progress and context.is_main))
-    probe = memory_probe(dataset, clip_keys, facts, tokenizer, config.seed) if context.is_main else None
+    probe = (memory_probe(plan.dataset, plan.clip_keys, plan.facts, tokenizer, config.seed)
+             if context.is_main else None)
     diagnostics_log: list[dict] = []
     if probe is not None:
         probe = probe.to(context.device)
         first = _diagnose(model, probe, step, progress)
         diagnostics_log.append({"step": step, **first.as_row()})  # before training: in the summary, not the log
-    while step < end_step:
+    while step < plan.end_step:
         step_started = time.perf_counter()
-        epoch, step_in_epoch = divmod(step, steps_per_epoch)
+        epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
         if epoch not in orders:
-            orders = {epoch: epoch_order(clip_keys, degraded_keys, epoch_length, config.seed, epoch, context.rank,
-                                         context.world_size, config.degraded_fraction, allowed)}
+            orders = {epoch: epoch_order(plan.clip_keys, plan.degraded_keys, plan.epoch_length, config.seed, epoch,
+                                         context.rank, context.world_size, config.degraded_fraction, plan.allowed)}
         optimizer.zero_grad(set_to_none=True)
-        sums: dict[str, float] = defaultdict(float)
-        for micro in range(config.grad_accum):
-            first = (step_in_epoch * config.grad_accum + micro) * config.batch_size
-            positions = range(first, first + config.batch_size)
-            items = [dataset[orders[epoch][p]] for p in positions]
-            categories = [list(facts[item["video_id"]].categories) for item in items]
-            rngs = [sample_rng(config.seed, epoch, context.rank, p) for p in positions]
-            batch = build_batch(items, categories, rngs, tokenizer, config.absent_prompt_prob).to(context.device)
-            output = memory_forward(model, batch)
-            losses = loss_fn(output.pred_masks, output.pred_boxes, output.pred_logits, output.presence_logits,
-                             output.iou_scores, batch.gt_masks, batch.gt_boxes)
-            if not torch.isfinite(losses.total):
-                raise FloatingPointError(f"video stage step {step}: non-finite loss "
-                                         f"{ {k: float(v) for k, v in losses.terms.items()} } on {batch.video_ids}")
-            (losses.total / config.grad_accum).backward()
-            sums["loss"] += float(losses.total.detach()) / config.grad_accum
-            for name, value in losses.terms.items():
-                sums[name] += float(value) / config.grad_accum
-            sums["num_matched"] += losses.num_matched
+        sums = _accumulate_gradients(config, context, model, plan, orders[epoch], epoch, step_in_epoch, step,
+                                     tokenizer, loss_fn)
         average_gradients(params, context)
         if config.debug:
-            _check_gradients(model, names, saw_gradient, step)
+            _check_gradients(model, student.names, saw_gradient, step)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
         scheduler.step()
@@ -305,20 +363,19 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
             row = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0], **metrics,
                    "memory_gate": float(torch.tanh(model.memory_cross_attn.gate.detach()).item()),
                    "steps_per_s": 1.0 / (time.perf_counter() - step_started)}
-            if probe is not None and (step % config.diagnostics_every == 0 or step == end_step):
+            if probe is not None and (step % config.diagnostics_every == 0 or step == plan.end_step):
                 measured = _diagnose(model, probe, step, progress).as_row()
                 diagnostics_log.append({"step": step, **measured})
                 row.update(measured)
             run_log.write(row)
             progress.update(1)
             progress.set_postfix(loss=f"{row['loss']:.3f}", steps_per_s=f"{row['steps_per_s']:.2f}")
-        if step % config.checkpoint_every == 0 or step == end_step:
+        if step % config.checkpoint_every == 0 or step == plan.end_step:
             if context.is_main:
-                save_training_checkpoint(checkpoint_path, model, modules, optimizer, scheduler,
-                                         step, run_config, student)
+                save_training_checkpoint(checkpoint_path, model, student.modules, optimizer, scheduler,
+                                         step, run_config, provenance)
             barrier(context)
     progress.close()
-
     if config.debug:
         never = [name for name, seen in saw_gradient.items() if not seen]
         if never:
@@ -331,16 +388,13 @@ def _train(config: VideoDistillationConfig, context: DistributedContext) -> Vide
     if context.is_main:
         run_log.close()
         if not checkpoint_path.exists():  # a resume at the end step: nothing trained, keep the file current
-            save_training_checkpoint(checkpoint_path, model, modules, optimizer, scheduler,
-                                     step, run_config, student)
-        model.eval()
-        model.save_pretrained(final_model)
-        if log_path.stat().st_size > 0:
-            plot_loss_curves(log_path, plot_path, title=f"video stage ({student_dir.name})")
+            save_training_checkpoint(checkpoint_path, model, student.modules, optimizer, scheduler,
+                                     step, run_config, provenance)
+        _save_final(model, final_model, log_path, plot_path, student.directory)
     barrier(context)
     return VideoStageResult(out_dir=out_dir, checkpoint=checkpoint_path, final_model=final_model, log_path=log_path,
-                            plot_path=plot_path, steps=step, total_steps=total_steps,
-                            final_loss=row.get("loss", math.nan), missing_keys=list(loaded.missing_keys),
+                            plot_path=plot_path, steps=step, total_steps=plan.total_steps,
+                            final_loss=row.get("loss", math.nan), missing_keys=student.missing_keys,
                             trainable_sha256=digest, wall_time_s=time.perf_counter() - started,
                             rank=context.rank, memory_diagnostics=summarise(diagnostics_log))
 

@@ -156,5 +156,7 @@ def test_default_config_is_plain_data():
     import json
 
     config = EfficientSam3Config()
-    assert config.preset == "edge"
-    assert json.loads(json.dumps(config.to_dict()))["preset"] == "edge"
+    assert config.preset == "custom"  # its defaults are no preset's, so it does not claim one (issue #17)
+    assert config != EfficientSam3Config.from_preset("edge")
+    assert json.loads(json.dumps(config.to_dict()))["preset"] == "custom"
+    assert EfficientSam3Config.from_preset("edge").preset == "edge"
