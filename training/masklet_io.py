@@ -193,3 +193,20 @@ def load_prediction_json(path: Path) -> PredictionVideo:
     return PredictionVideo(video_id=video_id, frame_indices=frozenset(frame_indices), masklets=masklets)
 
 
+def gt_json_index(gt_root: Path) -> dict[str, Path]:
+    """video id -> its ``<video_id>_manual.json`` anywhere under ``gt_root`` (SA-V train layout)."""
+    return {p.name[: -len("_manual.json")]: p for p in Path(gt_root).rglob("*_manual.json")}
+
+
+class MissingGroundTruth(ValueError):
+    """No ground truth for a predicted video (the prediction is skipped, not the evaluation stopped)."""
+
+
+def load_video_gt(gt_root: Path, video_id: str, json_index: dict[str, Path]) -> list[Masklet]:
+    """The ground truth of one video. A malformed ground-truth file raises a ValueError naming it."""
+    if video_id in json_index:
+        return load_gt_json(json_index[video_id])
+    for video_dir in (gt_root / video_id, gt_root / "Annotations_6fps" / video_id):
+        if video_dir.is_dir():
+            return load_gt_png_dir(video_dir)
+    raise MissingGroundTruth(f"no ground truth for video {video_id!r} under {gt_root}")
