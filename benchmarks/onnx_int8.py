@@ -3,7 +3,7 @@
     python -m benchmarks.onnx_int8 --fp32 DIR --int8 DIR --videos HELD_OUT_SAV_ROOT [--threads 2] [--frames 12]
 
 * latency: encode_frame + decode per frame (one prompt, a full memory of real level-3 features) through
-  ``runtime.backends.onnx_backend.OnnxBackend`` with ``threads`` intra-op threads, fp32 and int8 in the same
+  ``runtime.backends.exported_backend.ExportedBackend`` (onnx) with ``threads`` intra-op threads, fp32 and int8 in the same
   process, interleaved frame by frame (the order alternates), so a loaded machine slows both alike; the
   int8 row's ``ratio_vs_fp32`` is the median of the per-frame int8 / fp32 ratios;
 * size: encode_frame + decode (the per-frame programs) and the whole directory, MB;
@@ -62,10 +62,11 @@ def _held_out_pixels(videos: Path, count: int, image_size: int) -> list[np.ndarr
 def interleaved_latency(fp32_dir: Path, int8_dir: Path, videos: Path, threads: int, frames: int,
                         warmup: int = WARMUP_FRAMES) -> dict[str, list[float]]:
     """Seconds per frame (encode_frame + decode) of each directory, timed alternately on the same inputs."""
-    from runtime.backends.onnx_backend import OnnxBackend
     from efficient_sam3.memory_ring import empty_memory, memory_window, push_memory
+    from runtime.backends.exported_backend import ExportedBackend
 
-    backends = {"fp32": OnnxBackend.from_path(fp32_dir, threads), "int8": OnnxBackend.from_path(int8_dir, threads)}
+    backends = {"fp32": ExportedBackend.from_path(fp32_dir, "onnx", threads),
+                "int8": ExportedBackend.from_path(int8_dir, "onnx", threads)}
     info = backends["fp32"].info
     prompt = backends["fp32"].metadata.prompts[0]
     pixels = _held_out_pixels(videos, info.context_frames + 4, info.image_size)

@@ -4,7 +4,7 @@
                                [--checkpoint DIR] [--parity-frames VIDEO_OR_DIR] [--parity-num-frames N]
 
 Input: the directory ``export.onnx`` writes (encode_frame.onnx, decode.onnx, encode_text.onnx,
-metadata.json). Output: a directory of the same layout that ``runtime.backends.onnx_backend`` runs
+metadata.json). Output: a directory of the same layout that the runtime's onnx backend runs
 unchanged; its metadata is the input's with ``"quantization": "int8"``.
 
 Recipe (``onnxruntime.quantization``), the ONNX counterpart of export/quantize.py:

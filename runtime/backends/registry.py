@@ -45,10 +45,6 @@ def open_backend(model_path: str | Path, backend: str | None = None, num_threads
         from runtime.backends.torch_backend import TorchBackend
 
         return TorchBackend.from_path(model_path, num_threads=num_threads)
-    if backend == "onnx":
-        from runtime.backends.onnx_backend import OnnxBackend
+    from runtime.backends.exported_backend import ExportedBackend
 
-        return OnnxBackend.from_path(model_path, num_threads=num_threads)
-    from runtime.backends.executorch_backend import ExecutorchBackend
-
-    return ExecutorchBackend.from_path(model_path, num_threads=num_threads)
+    return ExportedBackend.from_path(model_path, backend, num_threads=num_threads)
