@@ -1,4 +1,4 @@
-"""Binary masks on the host (numpy, no torch): COCO RLE encoding and tight boxes.
+"""Binary masks on the host (numpy, no torch): COCO RLE encoding and area, and tight boxes.
 
 The one encoder and the one mask-to-box rule of the project: training (SA-V files, evaluation), the
 torch-free runtime (prediction JSON, detections) and the tests all import them from here. Validating
@@ -19,6 +19,11 @@ def encode_rle(mask: np.ndarray) -> dict:
     text (JSON-ready; pycocotools takes it as it is)."""
     rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_area(rle: dict | None) -> int:
+    """Pixels of a COCO RLE; None (an absent mask) has none."""
+    return 0 if rle is None else int(mask_utils.area(rle))
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray:

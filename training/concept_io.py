@@ -23,11 +23,12 @@ from pycocotools import mask as mask_utils
 
 from training.concept_metrics import SCORE_THRESHOLD, ConceptMasklet, ConceptResult, PhrasePair, concept_metrics
 from training.data.sav import load_annotation
-from training.masklet_io import coco_rle, load_gt_json, load_prediction_json, read_json
+from training.data.rle import check_rle
+from training.masklet_io import load_gt_json, load_prediction_json, read_json
 
 
 def _frame_rle(rle: object, where: str) -> dict | None:
-    return None if rle is None else coco_rle(rle, where)
+    return None if rle is None else check_rle(rle, where)
 
 
 def _saco_masklet(entry: object, num_frames: int, where: str, is_gt: bool) -> ConceptMasklet:

@@ -34,6 +34,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from scipy.optimize import linear_sum_assignment
 
+from efficient_sam3.masks import rle_area
+
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCO's iouThrs
 SCORE_THRESHOLD = 0.5
 IL_OUTCOMES = ("TP", "FP", "TN", "FN")
@@ -112,19 +114,15 @@ class ConceptResult:
         return summary
 
 
-def _area(rle: dict | None) -> int:
-    return 0 if rle is None else int(mask_utils.area(rle))
-
-
 def masklet_iou(pred: ConceptMasklet, gt: ConceptMasklet) -> float:
     """Spatio-temporal IoU: summed intersection / summed union over frames; 1 when both are empty."""
     intersection = union = 0
     for pred_rle, gt_rle in zip(pred.frames, gt.frames):
         if pred_rle is not None and gt_rle is not None:
-            intersection += _area(mask_utils.merge([pred_rle, gt_rle], intersect=True))
-            union += _area(mask_utils.merge([pred_rle, gt_rle], intersect=False))
+            intersection += rle_area(mask_utils.merge([pred_rle, gt_rle], intersect=True))
+            union += rle_area(mask_utils.merge([pred_rle, gt_rle], intersect=False))
         else:
-            union += _area(gt_rle) + _area(pred_rle)
+            union += rle_area(gt_rle) + rle_area(pred_rle)
     return 1.0 if union == 0 else intersection / union
 
 
@@ -168,7 +166,7 @@ def _hota_sequence(pair: PhrasePair, score_threshold: float) -> dict | None:
     data = {"gt_ids": [], "tracker_ids": [], "similarity_scores": [], "num_timesteps": pair.num_frames}
     for t in range(pair.num_frames):
         gt_ids = [i for i, m in enumerate(gt) if m.frames[t] is not None]
-        pred_ids = [i for i, m in enumerate(pred) if _area(m.frames[t]) > 0]
+        pred_ids = [i for i, m in enumerate(pred) if rle_area(m.frames[t]) > 0]
         gt_rles = [gt[i].frames[t] for i in gt_ids]
         pred_rles = [pred[i].frames[t] for i in pred_ids]
         similarity = np.asarray(mask_utils.iou(gt_rles, pred_rles, [False] * len(pred_rles)), dtype=float)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from efficient_sam3.masks import rle_area
 from training.masklet_io import Masklet, PredictionVideo, load_pred_png_dir
 from training.metrics import (
     DEFAULT_BOUND_TH,
@@ -87,13 +88,9 @@ class EvalResult(_MeanScores):
         return [o for v in self.per_video.values() for o in v.objects]
 
 
-def _area(rle: dict | None) -> int:
-    return 0 if rle is None else int(mask_utils.area(rle))
-
-
 def _rle_iou(pred: dict | None, gt: dict) -> float:
     """J between two RLEs (None = empty prediction); 1 when both are empty."""
-    gt_area, pred_area = _area(gt), _area(pred)
+    gt_area, pred_area = rle_area(gt), rle_area(pred)
     if gt_area == 0 and pred_area == 0:
         return 1.0
     if gt_area == 0 or pred_area == 0:
@@ -104,8 +101,8 @@ def _rle_iou(pred: dict | None, gt: dict) -> float:
 def _scored_frames(gt: Masklet, pred: Masklet | None, frames: list[int]) -> list[int]:
     """The official rule: ``frames`` from the first where ``gt`` or ``pred`` is non-empty (``[]``
     when ``gt`` is empty at all of them)."""
-    gt_present = [_area(gt.frames[t]) > 0 for t in frames]
-    pred_present = [pred is not None and _area(pred.frames[t]) > 0 for t in frames]
+    gt_present = [rle_area(gt.frames[t]) > 0 for t in frames]
+    pred_present = [pred is not None and rle_area(pred.frames[t]) > 0 for t in frames]
     start = first_scored_frame(np.array(gt_present, bool), np.array(pred_present, bool))
     return [] if start is None else frames[start:]
 
@@ -160,7 +157,7 @@ def evaluate_video(gt: list[Masklet], prediction: PredictionVideo, skip_first_la
         if not frames[obj.obj_id]:
             raise ValueError(f"object {obj.obj_id}: none of its evaluated frames is in the prediction's frame_indices")
         _check_sizes(obj, preds, frames[obj.obj_id])
-    scored = [o for o in gt if any(_area(o.frames[t]) > 0 for t in frames[o.obj_id])]
+    scored = [o for o in gt if any(rle_area(o.frames[t]) > 0 for t in frames[o.obj_id])]
     mean_j = np.array([[_mean_j(o, p, frames[o.obj_id]) for p in preds] for o in scored])
     mean_j = mean_j.reshape(len(scored), len(preds))  # [O, P], also when O or P is 0
     empty_j = np.array([_mean_j(o, None, frames[o.obj_id]) for o in scored])
@@ -179,5 +176,5 @@ def evaluate_png_video(gt: list[Masklet], pred_dir: Path, skip_first_last: bool 
     preds = load_pred_png_dir(pred_dir, frames)
     for obj in gt:
         _check_sizes(obj, [preds[obj.obj_id]], frames[obj.obj_id])
-    pairs = {o.obj_id: preds[o.obj_id] for o in gt if any(_area(o.frames[t]) > 0 for t in frames[o.obj_id])}
+    pairs = {o.obj_id: preds[o.obj_id] for o in gt if any(rle_area(o.frames[t]) > 0 for t in frames[o.obj_id])}
     return _video_result(pred_dir.name, gt, pairs, frames, bound_th)

@@ -37,12 +37,6 @@ class Masklet:
     frames: dict[int, dict]
 
 
-def coco_rle(obj: object, where: str) -> dict:
-    """Validate a COCO RLE (compressed str/bytes or uncompressed list counts; ``training.data.rle``:
-    counts non-negative and adding up to height x width) -> compressed. Errors start with ``where``."""
-    return check_rle(obj, where)
-
-
 def read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -66,7 +60,7 @@ def _per_object_rles(masklet: list, frame_indices: list[int], obj_ids: list[int]
     for index, entry in enumerate(masklet):
         if not isinstance(entry, list) or len(entry) != len(obj_ids):
             raise ValueError(f"{path}: masklet[{index}] must list {len(obj_ids)} objects")
-        entries.append([coco_rle(rle, f"{path}: masklet[{index}][{obj}] (frame {frame_indices[index]}, "
+        entries.append([check_rle(rle, f"{path}: masklet[{index}][{obj}] (frame {frame_indices[index]}, "
                                       f"object {obj_ids[obj]})") for obj, rle in enumerate(entry)])
     return entries
 
@@ -89,7 +83,7 @@ def load_gt_json(path: Path) -> list[Masklet]:
         Masklet(
             obj_id=obj_id,
             category=None if annotation.categories is None else annotation.categories[slot],
-            frames={frame: coco_rle(annotation.masklet[k][slot], annotation.rle_source(k, slot))
+            frames={frame: check_rle(annotation.masklet[k][slot], annotation.rle_source(k, slot))
                     for k, frame in enumerate(frames)},
         )
         for slot, obj_id in enumerate(annotation.obj_ids)
