@@ -104,3 +104,31 @@ def test_int8_encode_frame_of_tiny_vit_compiles_in_xnnpack():
         reference = wrapper(*calibration[0])
     for expected, got in zip(reference, outputs):
         assert 0 < float((expected - got).abs().max()) <= INT8_TOLERANCE.atol  # quantized, yet close
+
+
+def test_int8_recipe_keeps_tiny_vit_patch_merging_fp32():
+    """es-tv-m's int8 export failed parity (mean mask IoU 0.819) until TinyViT's patch-merging convs stayed
+    fp32 (export.quantize.modules_kept_fp32); its patch embedding and block linears stay int8."""
+    from export.quantize import modules_kept_fp32, quantize_method
+
+    model = deployment_model(reduced_student("tiny_vit"))
+    kept = modules_kept_fp32(model.config)
+    assert "backbone.layers.1.downsample" in kept and modules_kept_fp32(reduced_student("repvit").config) == ()
+    generator = torch.Generator().manual_seed(3)
+    calibration = [(torch.randn(1, 3, 504, 504, generator=generator),)]
+    program = quantize_method(EncodeFrame(model).eval(), calibration, kept)
+
+    def module_path(node) -> str:
+        return next(reversed(node.meta.get("nn_module_stack", {}).values()), ("", None))[0].removeprefix("model.")
+
+    def weight_is_int8(node) -> bool:  # the weight comes through a dequantize op
+        weight = node.args[1]
+        return "dequantize" in str(getattr(weight, "target", ""))
+
+    layers = [n for n in program.graph.nodes if n.target in (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)]
+    merging = [n for n in layers if ".downsample" in module_path(n)]
+    embedding = [n for n in layers if module_path(n).startswith("backbone.patch_embed")]
+    blocks = [n for n in layers if ".blocks." in module_path(n) and n.target == torch.ops.aten.linear.default]
+    assert merging and embedding and blocks
+    assert not any(weight_is_int8(n) for n in merging)
+    assert all(weight_is_int8(n) for n in embedding + blocks)
