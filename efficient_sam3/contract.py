@@ -120,6 +120,9 @@ METADATA_FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (1, 2)
 BACKENDS = ("executorch", "onnx")
 ENTRY_POINTS = ("encode_frame", "decode", "encode_text")
+# What one exported program may hold: every entry point; the frame programs a device runs on every frame
+# (prompts come from the metadata); or the text encoder alone (to add prompts on a device).
+PROGRAM_PARTS = {"all": ENTRY_POINTS, "frame": ("encode_frame", "decode"), "text": ("encode_text",)}
 # What a runtime needs (every version): positive integers, plus the backend.
 MODEL_INT_FIELDS = ("image_size", "context_frames", "memory_stride", "num_queries", "max_text_length", "hidden_size")
 # Added in version 2: the contract a runtime reads instead of constants.
@@ -182,8 +185,9 @@ def check_metadata(data: object, where: str, complete: bool = False) -> dict:
     _check_contract(filled, where)
     if complete:
         key = names_key(data["backend"])
-        if not isinstance(data.get(key), dict) or set(data[key]) != set(ENTRY_POINTS):
-            raise ValueError(f"{where}: field {key!r} must map each of {list(ENTRY_POINTS)} to a name")
+        if not isinstance(data.get(key), dict) or set(data[key]) not in [set(p) for p in PROGRAM_PARTS.values()]:
+            raise ValueError(f"{where}: field {key!r} must map each entry point of one of "
+                             f"{[list(p) for p in PROGRAM_PARTS.values()]} to a name")
         for index, prompt in enumerate(data["prompts"]):
             if not isinstance(prompt, dict) or set(PROMPT_FIELDS) - set(prompt):
                 raise ValueError(f"{where}: prompts[{index}] needs {', '.join(PROMPT_FIELDS)}")

@@ -146,7 +146,7 @@ def load_program(path: str | Path, num_threads: int | None = None, methods: Sequ
     """An ExecutorchProgram (``*.pte``) or an OnnxProgram (a directory), its metadata checked first.
 
     ``methods``: entry points the caller needs (a missing one is an error); for ONNX only these are
-    loaded (None: every file the metadata names). ``complete_metadata``: require the provenance fields
+    loaded (None: every entry point the metadata names; a version-1 file names none: all three). ``complete_metadata``: require the provenance fields
     only export writes (the parity check does; a runtime does not).
     """
     path = Path(path)
@@ -166,7 +166,8 @@ def load_program(path: str | Path, num_threads: int | None = None, methods: Sequ
         program = ExecutorchProgram(path, metadata, num_threads, enable_etdump=enable_etdump)
     else:
         program = OnnxProgram(path, metadata, num_threads, methods=methods)
-    missing = [name for name in methods or contract.ENTRY_POINTS if name not in program.method_names]
+    named = metadata.get(contract.names_key(backend)) or dict.fromkeys(contract.ENTRY_POINTS)
+    missing = [name for name in methods or tuple(named) if name not in program.method_names]
     if missing:
         raise ProgramError(f"{path}: program lacks methods {missing} (has {sorted(program.method_names)})")
     return program

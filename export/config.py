@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from efficient_sam3.contract import PROGRAM_PARTS
+
 QUANTIZATION_MODES = ("none", "int8")
 DEFAULT_CALIBRATION_FRAMES = 16
 DEFAULT_PARITY_FRAMES = 2
@@ -65,9 +67,16 @@ class ExecutorchExportConfig:
     parity_num_frames: int = DEFAULT_PARITY_FRAMES
     # None: FP32_TOLERANCE or INT8_TOLERANCE by ``quantize``.
     parity_tolerance: ParityTolerance | None = None
+    # Which entry points the .pte holds (efficient_sam3.contract.PROGRAM_PARTS): "all"; "frame" (what a
+    # device runs per frame, prompts from the metadata); "text" (the text encoder alone, always fp32).
+    program: str = "all"
 
     def __post_init__(self) -> None:
         tolerance_for(self.quantize)
+        if self.program not in PROGRAM_PARTS:
+            raise ValueError(f"--program must be one of {sorted(PROGRAM_PARTS)}, got {self.program!r}")
+        if self.program == "text" and self.quantize != "none":
+            raise ValueError("--program text: the text encoder stays fp32 (runs once per prompt); drop --quantize")
         check_prompts(self.prompts)
         if self.parity_num_frames < 1:
             raise ValueError(f"parity_num_frames must be >= 1, got {self.parity_num_frames}")

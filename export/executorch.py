@@ -2,6 +2,11 @@
 
     python -m export.executorch --checkpoint DIR --out model.pte [--quantize int8 --calibration-videos DIR]
                                 [--prompt "red circle" ...] [--parity-frames VIDEO_OR_DIR]
+                                [--program all|frame|text]
+
+``--program frame`` leaves the text encoder out: the file a device with fixed prompts runs (their text
+features are in the metadata); ``--program text`` writes the text encoder alone (fp32), an optional
+second file for adding prompts on the device.
 
 Recipe: load the checkpoint -> deployment form (export.fuse) -> ``torch.export`` of each entry point
 (export.wrappers; for int8, PT2E quantization calibrated on real frames, export.quantize) ->
@@ -38,11 +43,12 @@ from export.config import DEFAULT_CALIBRATION_FRAMES, DEFAULT_PARITY_FRAMES, Exe
 from export.frames import read_frames, to_pixel_values
 from export.fuse import deployment_model
 from export.lowering import DelegationError, check_delegation, count_delegates, lower_to_xnnpack, ops_outside_delegate
+from efficient_sam3.contract import PROGRAM_PARTS
 from efficient_sam3.programs import metadata_path
 from export.metadata import build_metadata, checkpoint_sha256, prompt_records, write_json_atomic
 from export.parity import ParityError, ParityReport, check_parity
 from export.progress import StageTimer
-from export.wrappers import METHOD_NAMES, EncodeText, build_entry_points
+from export.wrappers import EncodeText, build_entry_points
 
 
 @dataclass
@@ -68,19 +74,21 @@ def _calibration_inputs(model: EfficientSam3Model, config: ExecutorchExportConfi
 
 def export_programs(model: EfficientSam3Model, config: ExecutorchExportConfig,
                     timer: StageTimer) -> dict[str, torch.export.ExportedProgram]:
-    """torch.export of the three entry points (int8: encode_frame and decode quantized)."""
+    """torch.export of the entry points ``config.program`` names (int8: encode_frame and decode quantized)."""
+    methods = PROGRAM_PARTS[config.program]
     if config.quantize == "int8":
         from export.quantize import quantize_entry_points
 
         with timer.stage(f"calibrate and quantize (int8, {config.calibration_frames} frames)"):
             programs = quantize_entry_points(model, _calibration_inputs(model, config))
-        with timer.stage("torch.export encode_text (fp32)"):
-            text = EncodeText(model)
-            programs["encode_text"] = torch.export.export(text, text.example_inputs())
-        return {name: programs[name] for name in METHOD_NAMES}
+        if "encode_text" in methods:
+            with timer.stage("torch.export encode_text (fp32)"):
+                text = EncodeText(model)
+                programs["encode_text"] = torch.export.export(text, text.example_inputs())
+        return {name: programs[name] for name in methods}
     wrappers = build_entry_points(model)
     programs = {}
-    for name in METHOD_NAMES:
+    for name in methods:
         with timer.stage(f"torch.export {name}"):
             programs[name] = torch.export.export(wrappers[name], wrappers[name].example_inputs())
     return programs
@@ -108,12 +116,13 @@ def export_executorch(config: ExecutorchExportConfig) -> ExportResult:
     programs = export_programs(deployed, config, timer)
     with timer.stage("lower to XNNPACK"):
         edge = lower_to_xnnpack(programs)
-    outside = {name: ops_outside_delegate(edge, name) for name in METHOD_NAMES}
-    delegates = {name: count_delegates(edge, name) for name in METHOD_NAMES}
-    for name in METHOD_NAMES:
+    methods = PROGRAM_PARTS[config.program]
+    outside = {name: ops_outside_delegate(edge, name) for name in methods}
+    delegates = {name: count_delegates(edge, name) for name in methods}
+    for name in methods:
         ops = ", ".join(f"{op} x{n}" for op, n in sorted(outside[name].items())) or "none"
         print(f"[export.executorch] {name}: {delegates[name]} XNNPACK calls; outside the delegate: {ops}")
-    check_delegation(edge, METHOD_NAMES)  # before serialising: nothing is written
+    check_delegation(edge, methods)  # before serialising: nothing is written
     with timer.stage("serialise"):
         buffer = edge.to_executorch().buffer
 
@@ -124,7 +133,7 @@ def export_executorch(config: ExecutorchExportConfig) -> ExportResult:
         try:
             tmp_program.write_bytes(buffer)
             metadata = build_metadata(model, "executorch", config.checkpoint, sha, config.quantize,
-                                      prompt_records(model, config.prompts), {name: name for name in METHOD_NAMES})
+                                      prompt_records(model, config.prompts), {name: name for name in methods})
             write_json_atomic(tmp_metadata, metadata)
             with timer.stage("parity check"):
                 frames = config.parity_frames or config.calibration_videos
@@ -160,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parity-frames", type=Path, default=None,
                         help="frames for the parity check (default: the calibration videos, else generated frames)")
     parser.add_argument("--parity-num-frames", type=positive_int, default=DEFAULT_PARITY_FRAMES)
+    parser.add_argument("--program", choices=sorted(PROGRAM_PARTS), default="all",
+                        help="entry points of the .pte: all; frame = encode_frame + decode, what a device runs on "
+                             "every frame (prompts from the metadata); text = encode_text alone, fp32, for adding "
+                             "prompts on the device")
     args = parser.parse_args(argv)
     if args.quantize == "int8" and args.calibration_videos is None:
         parser.error("--calibration-videos: required with --quantize int8 (a video file or a directory of videos)")
@@ -168,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ExecutorchExportConfig(
             checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), quantize=args.quantize,
             calibration_videos=args.calibration_videos, calibration_frames=args.calibration_frames,
-            parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames)
+            parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames, program=args.program)
         export_executorch(config)
     except ParityError as err:
         print(f"error: exported program does not match the model; nothing written\n{err}", file=sys.stderr)

@@ -29,7 +29,7 @@ from efficient_sam3 import contract, files
 from efficient_sam3.checkpoint import WEIGHTS_FILE
 from efficient_sam3.programs import read_program_metadata
 from export.config import QUANTIZATION_MODES
-from export.wrappers import INPUT_NAMES, METHOD_NAMES, OUTPUT_NAMES
+from export.wrappers import INPUT_NAMES, OUTPUT_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ def build_metadata(model, backend: str, checkpoint: str | Path, checkpoint_sha: 
         "quantization": quantization,
         "prompts": prompts,
         contract.names_key(backend): file_names,
-        "input_names": {name: list(INPUT_NAMES[name]) for name in METHOD_NAMES},
-        "output_names": {name: list(OUTPUT_NAMES[name]) for name in METHOD_NAMES},
+        "input_names": {name: list(INPUT_NAMES[name]) for name in file_names},
+        "output_names": {name: list(OUTPUT_NAMES[name]) for name in file_names},
     }
 
 
