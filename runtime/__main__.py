@@ -1,7 +1,11 @@
 """CLI: ``python -m runtime --model PATH --video in.mp4 --prompt "red circle" [--out-json pred.json]
 [--out-png DIR] [--out-video overlay.mp4]``. --model is a checkpoint directory (torch), an export.onnx directory (onnx)
 or a .pte file (executorch); the backend follows from it unless --backend is given. --video is a video
-file or a directory of JPEG frames (SA-V val/test layout)."""
+file, a directory of JPEG frames (SA-V val/test layout), a camera index (0), a stream URL (rtsp://, http://,
+udp://, ...) or - for raw bgr24 frames on stdin of --size WxH; --realtime drops frames to keep up with the source.
+
+Live input (runtime.live_sources): ``ffmpeg -i in.mp4 -f rawvideo -pix_fmt bgr24 - | python -m runtime --model M
+--video - --size 640x480 --prompt "red circle" --realtime --out-json p.json``."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from efficient_sam3.cli import (
     error_line,
     fail,
     non_negative_int,
+    positive_float,
     positive_int,
     probability,
     sigterm_as_interrupt,
@@ -28,7 +33,12 @@ Another run writing any of the same outputs (python -m runtime or esam3_run) mak
 at once (exit 2). Everything is written under temp names and moved into place together when the
 video is done; the overlay video is read back first and must hold every frame (a full disk is an
 error, exit 2). An error, Ctrl-C or SIGTERM before that writes nothing: files already at the output
-paths stay as they were; an interrupted run exits 130."""
+paths stay as they were; an interrupted run exits 130.
+
+live input: a camera, a stream or stdin has no end known in advance. Ctrl-C or SIGTERM (after the first
+frame) or the end of the stream ENDS it: the frames processed so far are written as above, exit 0, and the
+summary names the signal. A partial last frame on stdin is a warning and is dropped. A camera or stream that
+cannot be opened is one error line, exit 2, nothing written."""
 
 
 class ArgumentsError(Exception):
@@ -54,11 +64,39 @@ def mask_iou(text: str) -> float:
     return value
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    from runtime.live_sources import parse_frame_size
+
+    try:
+        return parse_frame_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def source_fps(text: str) -> float:
+    from runtime.live_sources import MAX_FPS
+
+    value = positive_float(text)
+    if value > MAX_FPS:
+        raise argparse.ArgumentTypeError(f"{text} must be at most {MAX_FPS:g} frames per second")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m runtime", description=__doc__.split("\n\n")[0], epilog=OUTPUTS_HELP,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="checkpoint dir, export.onnx dir or .pte file")
-    parser.add_argument("--video", type=Path, required=True, help="video file or directory of JPEG frames")
+    parser.add_argument("--video", required=True,
+                        help="video file, directory of JPEG frames, camera index (0), stream URL (rtsp://, "
+                             "http://, udp://, ...) or - (raw bgr24 frames on stdin, with --size)")
+    parser.add_argument("--size", type=frame_size, metavar="WxH",
+                        help="frame size of --video - (exactly W*H*3 bytes per frame); only for stdin")
+    parser.add_argument("--fps", type=source_fps,
+                        help="rate of the source for the overlay video and --realtime pacing, at most 1000 (default: "
+                             "what the source reports; 24 for stdin)")
+    parser.add_argument("--realtime", action="store_true",
+                        help="keep up with the source: always process the newest frame and drop the ones that came "
+                             "in meanwhile (a file or folder is paced at its fps); the summary counts them")
     parser.add_argument("--prompt", action="append", required=True, help="concept to segment (repeatable)")
     parser.add_argument("--backend", choices=BACKENDS, help="default: inferred from --model")
     parser.add_argument("--out-json", type=Path, help="SA-V-style masklet predictions JSON")
@@ -100,7 +138,7 @@ def _interrupt_behind(err: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
-def _interrupted(video: Path, interrupt: KeyboardInterrupt) -> int:
+def _interrupted(video: str, interrupt: KeyboardInterrupt) -> int:
     cause = str(interrupt) or "Ctrl-C"
     print(error_line(f"{video}: interrupted ({cause}); nothing was written"), file=sys.stderr, flush=True)
     return INTERRUPTED_EXIT
@@ -124,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model, video=args.video, prompts=tuple(args.prompt), backend=args.backend,
             out_json=args.out_json, out_png=args.out_png, out_video=args.out_video, output_stride=args.output_stride,
             max_frames=args.max_frames, num_threads=args.threads, show_progress=not args.quiet,
+            frame_size=args.size, fps=args.fps, realtime=args.realtime,
             session=SessionConfig(
                 memory_stride=args.memory_stride,
                 postprocess=PostprocessConfig(score_threshold=args.score_threshold),

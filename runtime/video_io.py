@@ -1,4 +1,5 @@
-"""Frame sources (a video file, or a directory of frame images) and the overlay video writer.
+"""Frame sources (a video file, or a directory of frame images) and the overlay video writer. Live sources
+(camera, stream, stdin) are in ``runtime.live_sources``, which also maps a --video argument to its source.
 
 Sources yield ``(frame_number, frame)`` with frame BGR uint8 [H, W, 3], as OpenCV decodes it:
 - a video file (mp4, avi, ...): frame numbers 0, 1, 2, ...;
@@ -35,14 +36,17 @@ OVERLAY_MIN_SIDE = 2  # OpenCV's FFmpeg mp4v encoder refuses frames 1 pixel high
 @dataclass(frozen=True)
 class VideoInfo:
     """video_id: file stem or directory name; num_frames: the container's count (may be approximate
-    for video files); fps: the container's rate (DEFAULT_DIRECTORY_FPS for a directory)."""
+    for video files; None for a live source, whose end is not known in advance); fps: the container's rate
+    (DEFAULT_DIRECTORY_FPS for a directory); live: a camera, stream or stdin (``runtime.live_sources``),
+    whose ``path`` is the --video text as given."""
 
     video_id: str
-    path: Path
-    num_frames: int
+    path: Path | str
+    num_frames: int | None
     fps: float
     height: int
     width: int
+    live: bool = False
 
 
 class FrameSource:

@@ -1,7 +1,8 @@
 // esam3_run: the command-line runner over an exported ExecuTorch program. Parses flags, builds a RunConfig
 // and makes one library call (esam3::run_video). Bad input ends in one "error: <file or flag>: <problem>" line
 // and exit code 2 (numeric flags are checked as python -m runtime checks them, with the same messages);
-// SIGINT / SIGTERM stop the run at the next frame with nothing written, exit code 130.
+// SIGINT / SIGTERM stop the run at the next frame with nothing written, exit code 130; for a live source
+// (camera, stream, stdin) they end the stream instead and the frames so far are written, exit code 0.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +15,7 @@
 #include <signal.h>
 
 #include "esam3/error.h"
+#include "esam3/live_source.h"
 #include "esam3/runner.h"
 
 namespace {
@@ -25,7 +27,13 @@ const char* kUsage =
     "metadata MODEL.pte.json). Prints per-frame latency p50/p90 and fps.\n"
     "\n"
     "  --model PATH            .pte written by python -m export.executorch\n"
-    "  --video PATH            video file, or a directory of JPEG frames\n"
+    "  --video SOURCE          video file, directory of JPEG frames, camera index (0), stream URL\n"
+    "                          (rtsp://, http://, udp://, ...) or - (raw bgr24 frames on stdin, with --size)\n"
+    "  --size WxH              frame size of --video - (exactly W*H*3 bytes per frame); only for stdin\n"
+    "  --fps X                 rate of the source for the overlay video and --realtime pacing, at most\n"
+    "                          1000 (default: what the source reports; 24 for stdin)\n"
+    "  --realtime              keep up with the source: always process the newest frame and drop the ones\n"
+    "                          that came in meanwhile (a file or folder is paced at its fps)\n"
     "  --prompt-id K           index of a prompt stored with the model (repeatable)\n"
     "  --prompt TEXT           a prompt stored with the model, by its text (repeatable)\n"
     "  --out-json PATH         SA-V-style masklet predictions JSON (python -m runtime's format)\n"
@@ -46,7 +54,14 @@ const char* kUsage =
     "(exit 2). Everything is written under temp names and moved into place together when the video is\n"
     "done; the overlay video is read back first and must hold every frame (a full disk is an error,\n"
     "exit 2). An error, SIGINT or SIGTERM before that writes nothing: files already at the output paths\n"
-    "stay as they were; an interrupted run exits 130.\n";
+    "stay as they were; an interrupted run exits 130.\n"
+    "\n"
+    "live input: a camera, a stream or stdin has no end known in advance. SIGINT or SIGTERM (after the\n"
+    "first frame) or the end of the stream ENDS it: the frames processed so far are written as above,\n"
+    "exit 0, and the summary names the signal. A partial last frame on stdin is a warning and is dropped.\n"
+    "A camera or stream that cannot be opened is one error line, exit 2, nothing written. E.g.\n"
+    "  ffmpeg -i in.mp4 -f rawvideo -pix_fmt bgr24 - | esam3_run --model M.pte --video - --size 640x480 \\\n"
+    "      --prompt-id 0 --realtime --out-json p.json\n";
 
 volatile std::sig_atomic_t g_stop_signal = 0;
 
@@ -135,6 +150,59 @@ double mask_iou(const std::string& text) {
   return value;
 }
 
+// python -m runtime's positive_float.
+double positive_float(const std::string& flag, const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (text.empty() || used != text.size() || value != value) {
+    throw flag_error(flag, "'" + text + "' is not a number");
+  }
+  if (!(value > 0.0) || value == std::numeric_limits<double>::infinity()) {
+    throw flag_error(flag, text + " must be a positive number");
+  }
+  return value;
+}
+
+double source_fps(const std::string& text) {
+  const double value = positive_float("--fps", text);
+  if (value > esam3::kMaxFps) {
+    char limit[32];
+    std::snprintf(limit, sizeof(limit), "%g", esam3::kMaxFps);
+    throw flag_error("--fps", text + " must be at most " + limit + " frames per second");
+  }
+  return value;
+}
+
+// "WIDTHxHEIGHT", both positive (runtime/live_sources.py parse_frame_size, same messages).
+cv::Size frame_size(const std::string& text) {
+  const size_t x = text.find_first_of("xX");
+  const auto digits = [](const std::string& part) {
+    return !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if (x == std::string::npos || !digits(text.substr(0, x)) || !digits(text.substr(x + 1))) {
+    throw flag_error("--size", "'" + text + "' is not WIDTHxHEIGHT (e.g. 640x480)");
+  }
+  long long width = 0, height = 0;
+  try {
+    width = std::stoll(text.substr(0, x));
+    height = std::stoll(text.substr(x + 1));
+  } catch (const std::exception&) {
+    throw flag_error("--size", "'" + text + "' is out of range");
+  }
+  if (width <= 0 || height <= 0) {
+    throw flag_error("--size", text + " must be two positive integers WIDTHxHEIGHT");
+  }
+  if (width > 1 << 15 || height > 1 << 15) {
+    throw flag_error("--size", "'" + text + "' is out of range");
+  }
+  return cv::Size(static_cast<int>(width), static_cast<int>(height));
+}
+
 int fail(const std::string& problem) {
   std::fprintf(stderr, "error: %s\n", problem.c_str());
   return 2;
@@ -147,6 +215,8 @@ int main(int argc, char** argv) {
   const std::map<std::string, std::function<void(const std::string&)>> options = {
       {"--model", [&](const std::string& v) { config.model = v; }},
       {"--video", [&](const std::string& v) { config.video = v; }},
+      {"--size", [&](const std::string& v) { config.frame_size = frame_size(v); }},
+      {"--fps", [&](const std::string& v) { config.fps = source_fps(v); }},
       {"--prompt", [&](const std::string& v) { config.prompt_texts.push_back(v); }},
       {"--prompt-id", [&](const std::string& v) { config.prompt_ids.push_back(non_negative_int("--prompt-id", v)); }},
       {"--out-json", [&](const std::string& v) { config.out_json = v; }},
@@ -170,6 +240,10 @@ int main(int argc, char** argv) {
       }
       if (flag == "--quiet") {
         config.show_progress = false;
+        continue;
+      }
+      if (flag == "--realtime") {
+        config.realtime = true;
         continue;
       }
       auto option = options.find(flag);

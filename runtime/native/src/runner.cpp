@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -16,6 +18,8 @@
 #include <nlohmann/json.hpp>
 
 #include "esam3/error.h"
+#include "esam3/frame_reader.h"
+#include "esam3/live_source.h"
 #include "esam3/metadata.h"
 #include "esam3/output_files.h"
 #include "esam3/predictions.h"
@@ -104,6 +108,10 @@ void RunConfig::validate() const {
   if (prompt_texts.empty() && prompt_ids.empty()) {
     throw Esam3Error("give at least one prompt (--prompt-id K or --prompt TEXT)");
   }
+  if (fps < 0 || fps > kMaxFps) {
+    throw Esam3Error("fps must be in [0, 1000] (0: the source's), got " + std::to_string(fps));
+  }
+  check_frame_size_option(video, frame_size);
 }
 
 double percentile(std::vector<double> values, double q) {
@@ -129,12 +137,18 @@ std::pair<int64_t, int64_t> resident_memory_kib() {
 }
 
 std::string RunSummary::format() const {
+  const std::string dropped = realtime ? ", " + std::to_string(num_dropped) + " dropped to keep up" : "";
+  std::string stopped;
+  if (stop_signal != 0) {
+    const std::string name = stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "a signal";
+    stopped = "; stopped by signal " + std::to_string(stop_signal) + " (" + name + "), the frames so far were written";
+  }
   char text[512];
   std::snprintf(text, sizeof(text),
-                "%s: %d frames (%d recorded), %d objects, backend executorch-native; latency p50 %.1f ms, p90 %.1f ms; "
-                "%.2f fps (wall %.2f fps); peak RSS %.1f MiB",
-                video_id.c_str(), num_frames, num_recorded, num_objects, latency_p50_ms, latency_p90_ms, fps, wall_fps,
-                peak_rss_kib / 1024.0);
+                "%s: %d frames (%d recorded%s), %d objects, backend executorch-native; latency p50 %.1f ms, "
+                "p90 %.1f ms; %.2f fps (wall %.2f fps); peak RSS %.1f MiB%s",
+                video_id.c_str(), num_frames, num_recorded, dropped.c_str(), num_objects, latency_p50_ms,
+                latency_p90_ms, fps, wall_fps, peak_rss_kib / 1024.0, stopped.c_str());
   return text;
 }
 
@@ -151,6 +165,9 @@ std::string RunSummary::to_json() const {
   document["wall_fps"] = wall_fps;
   document["rss_samples_kib"] = rss_samples;
   document["peak_rss_kib"] = peak_rss_kib;
+  document["realtime"] = realtime;
+  document["num_dropped"] = num_dropped;
+  document["stop_signal"] = stop_signal == 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(stop_signal);
   return document.dump(2);
 }
 
@@ -162,8 +179,10 @@ RunSummary run_video(const RunConfig& config) {
   if (!fs::is_regular_file(config.model)) {
     throw Esam3Error(config.model + ": model not found (expected a .pte written by python -m export.executorch)");
   }
-  FrameSource source(config.video);  // a bad video fails before the model loads
-  const VideoInfo& info = source.info();
+  // a bad video, an unopenable camera or stream fails before the model loads
+  const std::unique_ptr<FrameInput> source = open_frame_input(config.video, config.frame_size, config.fps,
+                                                              config.stop_signal);
+  const VideoInfo& info = source->info();
   std::unique_ptr<OverlayVideoWriter> writer;
   if (!config.out_video.empty()) {
     writer = std::make_unique<OverlayVideoWriter>(config.out_video, info.fps, cv::Size(info.width, info.height));
@@ -179,10 +198,15 @@ RunSummary run_video(const RunConfig& config) {
   }
 
   MaskletRecorder recorder(info.video_id, cv::Size(info.width, info.height));
-  const int total = config.max_frames > 0 ? std::min(info.num_frames, config.max_frames) : info.num_frames;
+  const int known = info.live ? 0 : info.num_frames;  // 0: not known in advance
+  const int total =
+      config.max_frames > 0 ? (known > 0 ? std::min(known, config.max_frames) : config.max_frames) : known;
   const bool progress = config.show_progress && isatty(fileno(stderr));
+  const std::function<bool()> stop_requested = [&]() {
+    return config.stop_signal != nullptr && *config.stop_signal != 0;
+  };
   const auto stop_if_requested = [&]() {
-    if (config.stop_signal != nullptr && *config.stop_signal != 0) {
+    if (stop_requested()) {
       if (progress) {
         std::fprintf(stderr, "\n");
       }
@@ -198,9 +222,22 @@ RunSummary run_video(const RunConfig& config) {
   int number = 0, previous = -1;
   bool warned = false;
   cv::Mat frame;
-  while (source.next(number, frame)) {
+  std::unique_ptr<FrameReader> reader;  // live sources and --realtime: read in a background thread
+  if (info.live || config.realtime) {
+    reader = std::make_unique<FrameReader>(*source, !config.realtime, config.realtime && !info.live ? info.fps : 0.0);
+  }
+  const auto next_frame = [&]() {
+    if (!reader) {
+      return source->next(number, frame);
+    }
+    return !stop_requested() && reader->take(number, frame, stop_requested);
+  };
+  while (next_frame()) {
+    if (info.live && stop_requested()) {
+      break;  // ends the stream; the frames so far are committed below
+    }
     stop_if_requested();
-    if (previous >= 0 && number != previous + 1 && !warned) {
+    if (previous >= 0 && number != previous + 1 && !warned && !config.realtime) {
       warned = true;
       std::fprintf(stderr, "warning: %s: frame numbers jump from %d to %d; memory is written every %d processed frames\n",
                    info.path.c_str(), previous, number, session.memory_stride());
@@ -219,20 +256,35 @@ RunSummary run_video(const RunConfig& config) {
       summary.rss_samples.emplace_back(done, resident_memory_kib().first);
     }
     if (progress) {
-      std::fprintf(stderr, "\r%s: frame %d/%d", info.video_id.c_str(), done, total);
+      if (total > 0) {
+        std::fprintf(stderr, "\r%s: frame %d/%d", info.video_id.c_str(), done, total);
+      } else {  // a live source: no end known in advance
+        std::fprintf(stderr, "\r%s: frame %d", info.video_id.c_str(), done);
+      }
     }
     if (config.max_frames > 0 && done >= config.max_frames) {
       break;
     }
   }
+  summary.num_dropped = reader ? reader->dropped() : 0;
+  reader.reset();  // stops and joins the reader thread
   if (progress) {
     std::fprintf(stderr, "\n");
+  }
+  if (info.live) {
+    summary.stop_signal = stop_requested() ? static_cast<int>(*config.stop_signal) : 0;
+    if (latencies.empty()) {
+      stop_if_requested();  // stopped before the first frame: nothing written
+    }
   }
   if (latencies.empty()) {
     throw Esam3Error(config.video + ": no frame was processed");
   }
+  summary.realtime = config.realtime;
   summary.rss_samples.emplace_back(static_cast<int>(latencies.size()), resident_memory_kib().first);
-  stop_if_requested();
+  if (!info.live) {  // a live run that was stopped commits what it has; a later signal is dropped
+    stop_if_requested();
+  }
 
   // Stage every output, checking each, before any is moved into place.
   if (writer) {
@@ -256,7 +308,9 @@ RunSummary run_video(const RunConfig& config) {
     stats.emplace(config.stats_json);
     stats->write(summary.to_json(), "stats JSON");
   }
-  stop_if_requested();
+  if (!info.live) {
+    stop_if_requested();
+  }
   // Commit: renames only; the stop flag is not read from here on, so a signal cannot split the set.
   if (writer) {
     writer->commit();

@@ -1,5 +1,5 @@
 // Frame sources (a video file, or a directory of JPEG frames) and the overlay video; mirrors
-// runtime/video_io.py.
+// runtime/video_io.py. Live sources (camera, stream, stdin) are in live_source.h.
 //
 // Sources yield (frame_number, frame) with frame BGR CV_8UC3, as OpenCV decodes it:
 // - a video file (mp4, avi, ...): frame numbers 0, 1, 2, ...;
@@ -27,7 +27,9 @@ constexpr double kDefaultDirectoryFps = 24.0;  // SA-V JPEGImages_24fps
 // FFmpeg's mp4v encoder refuses frames 1 pixel high or wide (measured; runtime/video_io.py OVERLAY_MIN_SIDE).
 constexpr int kOverlayMinSide = 2;
 
-// video_id: file stem or directory name; num_frames: the container's count (may be approximate).
+// video_id: file stem or directory name; num_frames: the container's count (may be approximate; 0 for a live
+// source, whose end is not known in advance); live: a camera, stream or stdin (live_source.h), whose path is
+// the --video text as given.
 struct VideoInfo {
   std::string video_id;
   std::string path;
@@ -35,17 +37,32 @@ struct VideoInfo {
   double fps;
   int height;
   int width;
+  bool live = false;
 };
 
-class FrameSource {
+// What the runner reads frames from: a file or folder (FrameSource) or a live source (live_source.h).
+class FrameInput {
+ public:
+  virtual ~FrameInput() = default;
+  virtual const VideoInfo& info() const = 0;
+  // Next frame into `frame`; false at the end of the video (or of the stream, or after stop()).
+  virtual bool next(int& frame_number, cv::Mat& frame) = 0;
+  // Called from another thread: end a read the source is blocked in (live sources); next() then returns false.
+  virtual void stop() {}
+  // Replace the rate the source reports (--fps).
+  void set_fps(double fps) { info_.fps = fps; }
+
+ protected:
+  VideoInfo info_;
+};
+
+class FrameSource : public FrameInput {
  public:
   explicit FrameSource(const std::string& path);
-  const VideoInfo& info() const { return info_; }
-  // Next frame into `frame`; false at the end of the video.
-  bool next(int& frame_number, cv::Mat& frame);
+  const VideoInfo& info() const override { return info_; }
+  bool next(int& frame_number, cv::Mat& frame) override;
 
  private:
-  VideoInfo info_;
   cv::VideoCapture capture_;
   std::vector<std::pair<int, std::string>> files_;  // directory sources: (frame number, path)
   size_t position_ = 0;
