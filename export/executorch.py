@@ -36,13 +36,13 @@ from pathlib import Path
 import torch
 
 from efficient_sam3 import EfficientSam3Model
-from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, non_empty_text, positive_int, \
-    sigterm_as_interrupt
+from efficient_sam3.cli import ArgumentParser, non_empty_text, positive_int
 from efficient_sam3.files import atomic_path, check_creatable
+from export.command import run_export
 from export.config import DEFAULT_CALIBRATION_FRAMES, DEFAULT_PARITY_FRAMES, ExecutorchExportConfig, tolerance_for
 from export.frames import read_frames, to_pixel_values
 from export.fuse import deployment_model
-from export.lowering import DelegationError, check_delegation, count_delegates, lower_to_xnnpack, ops_outside_delegate
+from export.lowering import check_delegation, count_delegates, lower_to_xnnpack, ops_outside_delegate
 from efficient_sam3.contract import PROGRAM_PARTS
 from efficient_sam3.programs import metadata_path
 from export.metadata import build_metadata, checkpoint_sha256, prompt_records, write_json_atomic
@@ -176,25 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quantize == "int8" and args.calibration_videos is None:
         parser.error("--calibration-videos: required with --quantize int8 (a video file or a directory of videos)")
-    sigterm_as_interrupt()
-    try:
-        config = ExecutorchExportConfig(
-            checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), quantize=args.quantize,
-            calibration_videos=args.calibration_videos, calibration_frames=args.calibration_frames,
-            parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames, program=args.program)
-        export_executorch(config)
-    except ParityError as err:
-        print(f"error: exported program does not match the model; nothing written\n{err}", file=sys.stderr)
-        return 1
-    except DelegationError as err:
-        print(f"error: {err}; nothing written", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as err:
-        return fail(err)
-    except KeyboardInterrupt:
-        print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
-        return INTERRUPTED_EXIT
-    return 0
+    return run_export(lambda: export_executorch(ExecutorchExportConfig(
+        checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), quantize=args.quantize,
+        calibration_videos=args.calibration_videos, calibration_frames=args.calibration_frames,
+        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames, program=args.program)),
+        args.out, "exported program does not match the model")
 
 
 if __name__ == "__main__":

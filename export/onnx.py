@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from efficient_sam3 import EfficientSam3Model
-from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, non_empty_text, positive_int, \
-    sigterm_as_interrupt
+from efficient_sam3.cli import ArgumentParser, non_empty_text, positive_int
 from efficient_sam3.files import atomic_directory, check_creatable
+from export.command import run_export
 from export.frames import read_frames
 from export.config import DEFAULT_PARITY_FRAMES, OnnxExportConfig, tolerance_for
 from export.fuse import deployment_model
@@ -107,21 +107,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="frames for the parity check (video, frame directory or video directory)")
     parser.add_argument("--parity-num-frames", type=positive_int, default=DEFAULT_PARITY_FRAMES)
     args = parser.parse_args(argv)
-    sigterm_as_interrupt()
-    try:
-        config = OnnxExportConfig(checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt),
-                                  opset=args.opset, parity_frames=args.parity_frames,
-                                  parity_num_frames=args.parity_num_frames)
-        export_onnx(config)
-    except ParityError as err:
-        print(f"error: exported ONNX models do not match the model; nothing written\n{err}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as err:
-        return fail(err)
-    except KeyboardInterrupt:
-        print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
-        return INTERRUPTED_EXIT
-    return 0
+    return run_export(lambda: export_onnx(OnnxExportConfig(
+        checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), opset=args.opset,
+        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames)),
+        args.out, "exported ONNX models do not match the model")
 
 
 if __name__ == "__main__":

@@ -71,10 +71,11 @@ from onnxruntime.quantization import (
 )
 
 from efficient_sam3 import EfficientSam3Model
-from efficient_sam3.cli import INTERRUPTED_EXIT, ArgumentParser, fail, positive_int, sigterm_as_interrupt
+from efficient_sam3.cli import ArgumentParser, positive_int
 from efficient_sam3.files import atomic_directory, check_creatable
 from efficient_sam3.memory_ring import empty_memory, memory_window, push_memory
 from efficient_sam3.programs import ONNX_METADATA_FILE, load_program
+from export.command import run_export
 from export.config import (
     DEFAULT_CALIBRATION_FRAMES,
     DEFAULT_PARITY_FRAMES,
@@ -280,21 +281,11 @@ def main(argv: list[str] | None = None) -> int:
                              "the calibration frames)")
     parser.add_argument("--parity-num-frames", type=positive_int, default=DEFAULT_PARITY_FRAMES)
     args = parser.parse_args(argv)
-    sigterm_as_interrupt()
-    try:
-        config = OnnxInt8Config(onnx=args.onnx, out=args.out, calibration_videos=args.calibration_videos,
-                                calibration_frames=args.calibration_frames, checkpoint=args.checkpoint,
-                                parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames)
-        quantize_onnx_directory(config)
-    except ParityError as err:
-        print(f"error: int8 ONNX models do not match the model; nothing written\n{err}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as err:
-        return fail(err)
-    except KeyboardInterrupt:
-        print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
-        return INTERRUPTED_EXIT
-    return 0
+    return run_export(lambda: quantize_onnx_directory(OnnxInt8Config(
+        onnx=args.onnx, out=args.out, calibration_videos=args.calibration_videos,
+        calibration_frames=args.calibration_frames, checkpoint=args.checkpoint, parity_frames=args.parity_frames,
+        parity_num_frames=args.parity_num_frames)),
+        args.out, "int8 ONNX models do not match the model")
 
 
 if __name__ == "__main__":

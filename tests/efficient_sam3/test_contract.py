@@ -1,8 +1,6 @@
 """efficient_sam3.contract: grids, image-size validation, preprocessing, the metadata schema and its versions."""
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import cv2
@@ -11,6 +9,7 @@ import pytest
 
 from efficient_sam3 import contract
 from efficient_sam3.config import EfficientSam3Config
+from torch_blocked import BLOCK_TORCH, REPORT_TORCH_MODULES, run_without_torch
 
 
 def test_grids_at_504_and_168():
@@ -101,23 +100,15 @@ def test_exported_metadata_is_complete_version_2(tiny_model):
 
 
 def test_contract_imports_and_preprocesses_with_torch_blocked():
-    script = textwrap.dedent("""
-        import importlib.abc, sys
-
-        class BlockTorch(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name == "torch" or name.startswith("torch."):
-                    raise ImportError(f"torch is blocked in this process ({name})")
-                return None
-
-        sys.meta_path.insert(0, BlockTorch())
+    script = BLOCK_TORCH + textwrap.dedent("""
         import numpy as np
         import efficient_sam3.contract as contract
         import efficient_sam3.config
+        import efficient_sam3.programs
+        import efficient_sam3.memory_ring
         assert contract.preprocess_frame(np.zeros((8, 8, 3), np.uint8), 28).shape == (3, 28, 28)
-        print("TORCH_MODULES", sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    """) + REPORT_TORCH_MODULES
+    result = run_without_torch(script, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "TORCH_MODULES []" in result.stdout
 

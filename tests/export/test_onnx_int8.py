@@ -2,38 +2,21 @@
 with calibration frames of the synthetic train video, gated by parity on the held-out val video."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import onnx
 import pytest
 
 from efficient_sam3 import EfficientSam3Model
-from export.config import INT8_TOLERANCE, ParityTolerance
 from efficient_sam3.programs import ONNX_METADATA_FILE
+from export.config import INT8_TOLERANCE, ParityTolerance
 from export.metadata import build_metadata, checkpoint_sha256, prompt_records, read_metadata
 from export.onnx_int8 import OnnxInt8Config, main, quantize_onnx_directory
 from export.parity import ParityError
 from export.wrappers import METHOD_NAMES
+from torch_blocked import run_runtime_without_torch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-BLOCK_TORCH = textwrap.dedent("""
-    import importlib.abc, sys
-
-    class BlockTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"torch is blocked in this process ({name})")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
-    from runtime.__main__ import main
-    code = main(sys.argv[1:])
-    print("TORCH_MODULES", sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
-    sys.exit(code)
-""")
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +87,9 @@ def test_int8_passes_the_executorch_int8_parity_gate(int8_export):
 def test_runtime_runs_the_int8_directory_without_torch(int8_export, sav_videos, tmp_path):
     video = sorted((sav_videos / "val").glob("*.mp4"))[0]
     out_json = tmp_path / "pred.json"
-    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "--model", str(int8_export.directory),
-                             "--video", str(video), "--prompt", "red circle", "--out-json", str(out_json),
-                             "--max-frames", "6", "--quiet"], capture_output=True, text=True, timeout=300)
+    result = run_runtime_without_torch(["--model", str(int8_export.directory), "--video", str(video),
+                                        "--prompt", "red circle", "--out-json", str(out_json), "--max-frames", "6",
+                                        "--quiet"])
     assert result.returncode == 0, result.stderr
     assert "TORCH_MODULES []" in result.stdout and "backend onnx" in result.stdout
     assert json.loads(out_json.read_text())["video_id"] == video.stem

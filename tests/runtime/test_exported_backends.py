@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from test_onnx_without_torch import run_without_torch
+from torch_blocked import run_runtime_without_torch
 
 from runtime.backends.base import BackendError
 from runtime.postprocess import PostprocessConfig
@@ -96,7 +96,7 @@ def test_exported_prompts_and_backend_mismatch(onnx_dir, pte):
 
 def test_real_onnx_export_runs_without_torch(onnx_dir, video, torch_results, tmp_path):
     out_json = tmp_path / "pred.json"
-    result = run_without_torch(["--model", str(onnx_dir), "--video", str(video[0]), "--prompt", "red circle",
+    result = run_runtime_without_torch(["--model", str(onnx_dir), "--video", str(video[0]), "--prompt", "red circle",
                                 "--prompt", "blue square", "--memory-stride", "1", "--score-threshold", "0.2",
                                 "--out-json", str(out_json), "--quiet"])
     assert result.returncode == 0, result.stderr

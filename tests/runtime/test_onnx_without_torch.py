@@ -3,36 +3,12 @@ torch raises ImportError. Uses a contract-shaped ONNX model built in a second (c
 real exported tiny model runs the same way in test_exported_backends.py (slow)."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import cv2
 import numpy as np
 import pytest
 from contract_onnx import write_contract_onnx_dir
-
-BLOCK_TORCH = textwrap.dedent("""
-    import importlib.abc, sys
-
-    class BlockTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"torch is blocked in this process ({name})")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
-    from runtime.__main__ import main
-    code = main(sys.argv[1:])
-    torch_modules = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
-    print("TORCH_MODULES", torch_modules)
-    sys.exit(code)
-""")
-
-
-def run_without_torch(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH, *args], capture_output=True, text=True, timeout=300)
-
+from torch_blocked import BLOCK_TORCH, run_runtime_without_torch, run_without_torch
 
 @pytest.fixture(scope="module")
 def square_video(tmp_path_factory):
@@ -47,16 +23,14 @@ def square_video(tmp_path_factory):
 
 
 def test_blocker_really_blocks_torch():
-    result = subprocess.run([sys.executable, "-c", BLOCK_TORCH.replace("from runtime.__main__ import main",
-                                                                       "import torch")],
-                            capture_output=True, text=True, timeout=120)
+    result = run_without_torch(BLOCK_TORCH + "import torch\n", timeout=120)
     assert result.returncode != 0 and "torch is blocked" in result.stderr
 
 
 def test_onnx_cli_runs_without_torch(tmp_path, square_video):
     model = write_contract_onnx_dir(tmp_path / "onnx")
     out_json, out_video = tmp_path / "pred.json", tmp_path / "overlay.mp4"
-    result = run_without_torch(["--model", str(model), "--video", str(square_video), "--prompt", "bright square",
+    result = run_runtime_without_torch(["--model", str(model), "--video", str(square_video), "--prompt", "bright square",
                                 "--out-json", str(out_json), "--out-video", str(out_video), "--quiet"])
     assert result.returncode == 0, result.stderr
     assert "TORCH_MODULES []" in result.stdout
@@ -68,7 +42,7 @@ def test_onnx_cli_runs_without_torch(tmp_path, square_video):
 
 def test_onnx_cli_bad_prompt_without_torch(tmp_path, square_video):
     model = write_contract_onnx_dir(tmp_path / "onnx")
-    result = run_without_torch(["--model", str(model), "--video", str(square_video), "--prompt", "red circle",
+    result = run_runtime_without_torch(["--model", str(model), "--video", str(square_video), "--prompt", "red circle",
                                 "--quiet"])
     assert result.returncode == 2
     assert "'red circle' is not stored" in result.stderr and "['bright square']" in result.stderr
