@@ -117,7 +117,8 @@ int non_negative_int(const std::string& flag, const std::string& text) {
   return static_cast<int>(value);
 }
 
-double probability(const std::string& flag, const std::string& text) {
+// The whole of ``text`` as a number (not NaN), else the flag's "is not a number" error.
+double parse_number(const std::string& flag, const std::string& text) {
   size_t used = 0;
   double value = 0;
   try {
@@ -128,6 +129,11 @@ double probability(const std::string& flag, const std::string& text) {
   if (text.empty() || used != text.size() || value != value) {
     throw flag_error(flag, "'" + text + "' is not a number");
   }
+  return value;
+}
+
+double probability(const std::string& flag, const std::string& text) {
+  const double value = parse_number(flag, text);
   if (value < 0.0 || value > 1.0) {
     throw flag_error(flag, text + " must be between 0 and 1");
   }
@@ -152,16 +158,7 @@ double mask_iou(const std::string& text) {
 
 // python -m runtime's positive_float.
 double positive_float(const std::string& flag, const std::string& text) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (text.empty() || used != text.size() || value != value) {
-    throw flag_error(flag, "'" + text + "' is not a number");
-  }
+  const double value = parse_number(flag, text);
   if (!(value > 0.0) || value == std::numeric_limits<double>::infinity()) {
     throw flag_error(flag, text + " must be a positive number");
   }
