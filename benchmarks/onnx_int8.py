@@ -54,7 +54,7 @@ def _size_mb(directory: Path, names: tuple[str, ...] | None = None) -> float:
 
 def _held_out_pixels(videos: Path, count: int, image_size: int) -> list[np.ndarray]:
     from export.frames import read_frames
-    from runtime.preprocess import preprocess_frame
+    from efficient_sam3.contract import preprocess_frame
 
     return [preprocess_frame(frame, image_size)[None] for frame in read_frames(videos, count, stride=4)]
 

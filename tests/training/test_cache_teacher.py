@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from runtime.preprocess import preprocess_frame
+from efficient_sam3.contract import preprocess_frame
 from training import cache_teacher as cache_teacher_module
 from training.cache_teacher import CacheConfig, cache_features, main
 from training.data.feature_cache import BYTES_PER_FRAME, cache_path, read_cache_header, write_cache_file

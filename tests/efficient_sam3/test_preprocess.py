@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.preprocess import preprocess_frame
+from efficient_sam3.contract import preprocess_frame
 
 
 def test_constant_frames_map_to_minus_one_and_one():
