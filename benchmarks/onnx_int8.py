@@ -53,8 +53,8 @@ def _size_mb(directory: Path, names: tuple[str, ...] | None = None) -> float:
 
 
 def _held_out_pixels(videos: Path, count: int, image_size: int) -> list[np.ndarray]:
-    from export.frames import read_frames
     from efficient_sam3.contract import preprocess_frame
+    from export.frames import read_frames
 
     return [preprocess_frame(frame, image_size)[None] for frame in read_frames(videos, count, stride=4)]
 

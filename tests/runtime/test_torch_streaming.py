@@ -10,12 +10,12 @@ import torch
 
 from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
 from efficient_sam3.config import MemoryConfig
+from efficient_sam3.contract import preprocess_frame
+from efficient_sam3.memory_ring import context_frame_indices
 from efficient_sam3.outputs import TextFeatures
 from runtime.backends.torch_backend import TorchBackend
 from runtime.postprocess import PostprocessConfig, detections_from_output
-from efficient_sam3.contract import preprocess_frame
 from runtime.session import SessionConfig, VideoSession
-from efficient_sam3.memory_ring import context_frame_indices
 from model_helpers import open_memory_path
 
 PROMPT = "red circle"

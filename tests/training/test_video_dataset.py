@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from efficient_sam3.masks import encode_rle, masks_to_boxes
 from efficient_sam3.contract import preprocess_frame
+from efficient_sam3.masks import encode_rle, masks_to_boxes
 from training.data import CacheFileError, SAVFormatError, SAVVideoDataset, measure_dataset_throughput, video_collate_fn
 from training.data.feature_cache import cache_path, write_cache_file
 from training.data.sav import VideoFrameReader, find_videos, load_annotation
