@@ -140,7 +140,7 @@ class PipelineConfig:
     """The offline default pipeline and its budgets (``python -m training.video`` with no data flags).
 
     Budgets are step counts, so a run is reproducible; its wall time depends on the machine. The
-    defaults are sized for about 10 minutes on an idle 2-core CPU with the tiny preset.
+    defaults are sized for a run of minutes on an idle 2-core CPU with the tiny preset.
 
     There is no SAM3 teacher offline, so the features cached for the video stage are the image-stage
     student's own FPN level 3 -- exactly what a device has at run time. Memory ON (cached features)
@@ -152,11 +152,7 @@ class PipelineConfig:
     memory can help, and ``video_perceiver_lr_scale`` 0: the perceiver keeps its initialisation (trained
     at this rate it collapsed to a content-free summary; ``training.video.trained_modules``). The scene
     uses 3 colours x 3 shapes (9 prompts) instead of 6 x 6 so that a few hundred image steps learn
-    something.
-
-    Measured with these defaults on an idle 2-core CPU (2 threads): 633 s in all (image stage 358 s,
-    cache 50 s, video stage 121 s, evaluation 102 s); held-out J&F memory off 33.3 -> on 38.8 (+5.4);
-    another video's memory 37.4, so +1.4 of it comes from what the memory holds.
+    something. The README holds the measured wall time and scores of a default run.
     """
 
     out_dir: Path | None = None  # None: runs/pipeline-<timestamp>
