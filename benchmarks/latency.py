@@ -122,16 +122,11 @@ def _random_pixels(image_size: int) -> list[np.ndarray]:
     return [rng.standard_normal((1, 3, image_size, image_size), dtype=np.float32) for _ in range(NUM_DISTINCT_FRAMES)]
 
 
-def _stored_prompt_of(path: Path) -> dict:
-    """The validated metadata of an export (``efficient_sam3.programs``) that stores at least one prompt."""
-    metadata = read_program_metadata(metadata_path(path))
+def _stored_prompt(metadata: dict, where: Path) -> tuple[str, np.ndarray, np.ndarray]:
+    """First prompt of an export (validated metadata, read from ``where``): text, text_features [1, L, C]
+    float32, text_mask [1, L] int64."""
     if not metadata.get("prompts"):
-        raise ValueError(f"{metadata_path(path)}: metadata has no 'prompts' with precomputed text features")
-    return metadata
-
-
-def _stored_prompt(metadata: dict) -> tuple[str, np.ndarray, np.ndarray]:
-    """First prompt of an export: text, text_features [1, L, C] float32, text_mask [1, L] int64."""
+        raise ValueError(f"{where}: metadata has no 'prompts' with precomputed text features")
     prompt = metadata["prompts"][0]
     features = np.asarray(prompt["text_features"], dtype=np.float32)[None]
     mask = np.asarray(prompt["attention_mask"], dtype=np.int64)[None]
@@ -152,10 +147,9 @@ def program_stepper(path: Path, threads: int | None) -> Stepper:
     """encode_frame + decode of an exported program (a .pte or an ONNX directory), one stored prompt, full
     memory. ``threads``: ONNX Runtime's intra-op threads; ExecuTorch's threadpool is pinned beforehand
     with ``set_executorch_threads``."""
-    _stored_prompt_of(path)
     program = load_program(path, num_threads=threads if path.is_dir() else None, methods=("encode_frame", "decode"))
     metadata = program.metadata
-    _, text_features, text_mask = _stored_prompt(metadata)
+    _, text_features, text_mask = _stored_prompt(metadata, metadata_path(path))
     memory, mask = _random_memory(metadata["context_frames"], metadata["hidden_size"], metadata["memory_grid"])
     frames = _random_pixels(metadata["image_size"])
 
@@ -185,7 +179,8 @@ class SessionStepper:
         from runtime.session import VideoSession
 
         if backend in ("onnx", "executorch"):
-            prompt = _stored_prompt(_stored_prompt_of(model_path))[0]
+            where = metadata_path(model_path)
+            prompt = _stored_prompt(read_program_metadata(where), where)[0]
         self.session = VideoSession(model_path, backend, prompts=[prompt], num_threads=threads)
         rng = np.random.default_rng(2)
         self.frames = [rng.integers(0, 256, (*SESSION_FRAME_HW, 3), dtype=np.uint8)  # [H, W, 3] BGR
