@@ -81,7 +81,7 @@ def interleaved_latency(fp32_dir: Path, int8_dir: Path, videos: Path, threads: i
         frame = pixels[step % len(pixels)]
         for name in order:
             started = time.perf_counter()
-            backends[name].decode(backends[name].encode_frame(frame), memory, memory_mask, prompt)
+            backends[name].decode(backends[name].encode_frame(frame), memory, memory_mask, [prompt])
             if step >= warmup:
                 times[name].append(time.perf_counter() - started)
     return times

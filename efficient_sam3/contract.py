@@ -115,11 +115,17 @@ def preprocess_frame(frame, image_size: int = DEFAULT_IMAGE_SIZE, rgb: bool = Tr
 # Export metadata ---------------------------------------------------------------------------------
 # The JSON beside every exported model (``model.pte.json``; ``<onnx dir>/metadata.json``). Version 2
 # adds the pixel spec, the grids and the slot order; version 1 files load with this module's defaults
-# for them (a v1 export always used them).
-METADATA_FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)
+# for them (a v1 export always used them). Version 3 adds ``max_prompts``: decode takes the text of 1 to
+# ``max_prompts`` prompts at once (a leading prompt dimension on its text inputs and on every output);
+# a version 1 or 2 export takes exactly one.
+METADATA_FORMAT_VERSION = 3
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
+# The prompt batch an export allows unless told otherwise (``--max-prompts``).
+DEFAULT_MAX_PROMPTS = 8
 BACKENDS = ("executorch", "onnx")
 ENTRY_POINTS = ("encode_frame", "decode", "encode_text")
+# decode's inputs, in order (text_features / text_mask carry the prompt dimension).
+DECODE_INPUTS = ("fpn0", "fpn1", "fpn2", "memory_features", "memory_mask", "text_features", "text_mask")
 # What one exported program may hold: every entry point; the frame programs a device runs on every frame
 # (prompts come from the metadata); or the text encoder alone (to add prompts on a device).
 PROGRAM_PARTS = {"all": ENTRY_POINTS, "frame": ("encode_frame", "decode"), "text": ("encode_text",)}
@@ -167,6 +173,8 @@ def check_metadata(data: object, where: str, complete: bool = False) -> dict:
         if missing:
             raise ValueError(f"{where}: format_version {version} metadata lacks {missing}; re-export the model")
         expected.update(CONTRACT_FIELDS)
+    if version >= 3:
+        expected["max_prompts"] = int
     for key, kind in expected.items():
         if key not in data:
             raise ValueError(f"{where}: missing field {key!r}")
@@ -181,7 +189,7 @@ def check_metadata(data: object, where: str, complete: bool = False) -> dict:
         check_image_size(data["image_size"])
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
-    filled = {**contract_fields(data["image_size"]), **data}
+    filled = {**contract_fields(data["image_size"]), "max_prompts": 1, **data}
     _check_contract(filled, where)
     if complete:
         key = names_key(data["backend"])

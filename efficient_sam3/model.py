@@ -126,6 +126,10 @@ class EfficientSam3Model(nn.Module):
     ) -> SegmentationOutput:
         """Segmentation of the query frame with memory of T earlier frames.
 
+        One frame, several prompts: vision and memory of batch 1 with text of batch P segment the frame
+        for each of the P prompts in one pass ([P, ...] outputs, each equal to its prompt alone); what
+        does not depend on the prompt (the memory tokens, the geometry token) is computed once.
+
         memory_features [B, T, 256, 18, 18]: FPN level 3 of the context frames (slot T-1 = most recent);
         memory_mask [B, T] bool, True = valid slot (None = all valid). With no valid slot the result
         equals ``forward``.
@@ -137,10 +141,12 @@ class EfficientSam3Model(nn.Module):
         if memory_mask is None:
             memory_mask = torch.ones(memory_features.shape[:2], dtype=torch.bool, device=memory_features.device)
         memory_mask = memory_mask.bool()
-        memory_tokens = self.encode_memory(memory_features, memory_mask)
+        memory_tokens = self.encode_memory(memory_features, memory_mask)  # once per frame, for every prompt
         prompt = self.prompt_tokens(vision, text)
         encoder_tokens = self._encode_prompted(vision, prompt)
-        encoder_tokens = self.memory_cross_attn(encoder_tokens, memory_tokens, memory_mask.any(dim=1))
+        prompts = encoder_tokens.shape[0]
+        encoder_tokens = self.memory_cross_attn(encoder_tokens, memory_tokens.expand(prompts, -1, -1),
+                                                memory_mask.any(dim=1).expand(prompts))
         return self._decode(vision, prompt, encoder_tokens)
 
     def prompt_tokens(self, vision: VisionFeatures, text: TextFeatures) -> TextFeatures:
@@ -165,12 +171,18 @@ class EfficientSam3Model(nn.Module):
             vision = self.encode_image(pixel_values)
         if text is None:
             text = self.encode_text(input_ids, attention_mask)
+        batch, prompts = vision.fpn_hidden_states[0].shape[0], text.features.shape[0]
+        if batch != 1 and batch != prompts:
+            raise ValueError(f"vision batch {batch} and prompt batch {prompts} differ (vision of batch 1 serves "
+                             "any number of prompts)")
         return vision, text
 
     def _encode_prompted(self, vision: VisionFeatures, prompt: TextFeatures) -> torch.Tensor:
-        """DETR encoder on FPN level 2 -> encoder tokens [B, 36*36, 256]."""
+        """DETR encoder on FPN level 2 -> encoder tokens [P, 36*36, 256], one row per prompt (vision of
+        batch 1 serves every prompt; otherwise vision and prompt batches are equal)."""
         level = vision.fpn_hidden_states[ENCODER_FPN_LEVEL]
-        tokens = level.flatten(2).transpose(1, 2)  # [B, C, G, G] -> [B, G*G, C]
+        prompts = prompt.features.shape[0]
+        tokens = level.flatten(2).transpose(1, 2).expand(prompts, -1, -1)  # [B, C, G, G] -> [P, G*G, C]
         return self.detr_encoder(tokens, self.encoder_pos, prompt.features, padding_bias(prompt.mask, tokens.dtype))
 
     def _decode(self, vision: VisionFeatures, prompt: TextFeatures, encoder_tokens: torch.Tensor) -> SegmentationOutput:

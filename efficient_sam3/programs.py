@@ -58,6 +58,16 @@ def read_program_metadata(path: str | Path, complete: bool = False) -> dict:
         raise ProgramError(str(err)) from None
 
 
+def check_prompt_batch(path: Path, metadata: dict, method: str, inputs: Sequence) -> None:
+    """decode's text inputs hold 1 to the metadata's ``max_prompts`` prompts (ONNX Runtime would run more;
+    ExecuTorch would fail with a bare error code)."""
+    if method != "decode" or len(inputs) != len(contract.DECODE_INPUTS):
+        return
+    prompts, limit = np.shape(inputs[contract.DECODE_INPUTS.index("text_features")])[0], metadata["max_prompts"]
+    if not 1 <= prompts <= limit:
+        raise ProgramError(f"{path}: decode takes 1 to {limit} prompts per call (metadata max_prompts), got {prompts}")
+
+
 class ExecutorchProgram:
     """A .pte loaded with ExecuTorch's Python runtime. ``enable_etdump``: record a profile
     (``write_etdump``)."""
@@ -81,6 +91,7 @@ class ExecutorchProgram:
     def run(self, method: str, inputs: Sequence) -> list[np.ndarray]:
         import torch
 
+        check_prompt_batch(self.path, self.metadata, method, inputs)
         tensors = tuple(torch.from_numpy(np.ascontiguousarray(np.asarray(array))) for array in inputs)
         try:
             outputs = self._module.run_method(method, tensors)
@@ -129,6 +140,7 @@ class OnnxProgram:
         specs = session.get_inputs()
         if len(inputs) != len(specs):
             raise ProgramError(f"{self.path}: {method} takes {len(specs)} inputs, got {len(inputs)}")
+        check_prompt_batch(self.path, self.metadata, method, inputs)
         feeds = {}
         for spec, array in zip(specs, inputs):
             dtype = _ONNX_DTYPES.get(spec.type)

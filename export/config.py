@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from efficient_sam3.contract import PROGRAM_PARTS
+from efficient_sam3.contract import DEFAULT_MAX_PROMPTS, PROGRAM_PARTS
 
 QUANTIZATION_MODES = ("none", "int8")
 DEFAULT_CALIBRATION_FRAMES = 16
@@ -47,6 +47,11 @@ def check_prompts(prompts: tuple[str, ...]) -> None:
             raise ValueError(f"--prompt: {prompt!r} is empty; a stored prompt needs text")
 
 
+def check_max_prompts(max_prompts: int) -> None:
+    if not isinstance(max_prompts, int) or isinstance(max_prompts, bool) or max_prompts < 1:
+        raise ValueError(f"--max-prompts must be a positive integer, got {max_prompts!r}")
+
+
 def tolerance_for(quantization: str) -> ParityTolerance:
     if quantization not in QUANTIZATION_MODES:
         raise ValueError(f"unknown quantization {quantization!r}; choose from {QUANTIZATION_MODES}")
@@ -70,9 +75,12 @@ class ExecutorchExportConfig:
     # Which entry points the .pte holds (efficient_sam3.contract.PROGRAM_PARTS): "all"; "frame" (what a
     # device runs per frame, prompts from the metadata); "text" (the text encoder alone, always fp32).
     program: str = "all"
+    # decode takes 1 to max_prompts prompts per call (1: a static single-prompt program).
+    max_prompts: int = DEFAULT_MAX_PROMPTS
 
     def __post_init__(self) -> None:
         tolerance_for(self.quantize)
+        check_max_prompts(self.max_prompts)
         if self.program not in PROGRAM_PARTS:
             raise ValueError(f"--program must be one of {sorted(PROGRAM_PARTS)}, got {self.program!r}")
         if self.program == "text" and self.quantize != "none":
@@ -117,9 +125,11 @@ class OnnxExportConfig:
     opset: int = 18
     parity_frames: Path | None = None
     parity_num_frames: int = DEFAULT_PARITY_FRAMES
+    max_prompts: int = DEFAULT_MAX_PROMPTS  # as ExecutorchExportConfig's
 
     def __post_init__(self) -> None:
         check_prompts(self.prompts)
+        check_max_prompts(self.max_prompts)
         if self.parity_num_frames < 1:
             raise ValueError(f"parity_num_frames must be >= 1, got {self.parity_num_frames}")
         if self.opset < 18:

@@ -43,7 +43,7 @@ from export.config import DEFAULT_CALIBRATION_FRAMES, DEFAULT_PARITY_FRAMES, Exe
 from export.frames import read_frames, to_pixel_values
 from export.fuse import deployment_model
 from export.lowering import check_delegation, count_delegates, lower_to_xnnpack, ops_outside_delegate
-from efficient_sam3.contract import PROGRAM_PARTS
+from efficient_sam3.contract import DEFAULT_MAX_PROMPTS, PROGRAM_PARTS
 from efficient_sam3.programs import metadata_path
 from export.metadata import build_metadata, checkpoint_sha256, prompt_records, write_json_atomic
 from export.parity import ParityError, ParityReport, check_parity
@@ -80,7 +80,7 @@ def export_programs(model: EfficientSam3Model, config: ExecutorchExportConfig,
         from export.quantize import quantize_entry_points
 
         with timer.stage(f"calibrate and quantize (int8, {config.calibration_frames} frames)"):
-            programs = quantize_entry_points(model, _calibration_inputs(model, config))
+            programs = quantize_entry_points(model, _calibration_inputs(model, config), config.max_prompts)
         if "encode_text" in methods:
             with timer.stage("torch.export encode_text (fp32)"):
                 text = EncodeText(model)
@@ -90,7 +90,11 @@ def export_programs(model: EfficientSam3Model, config: ExecutorchExportConfig,
     programs = {}
     for name in methods:
         with timer.stage(f"torch.export {name}"):
-            programs[name] = torch.export.export(wrappers[name], wrappers[name].example_inputs())
+            if name == "decode":
+                example, dynamic_shapes = wrappers[name].export_arguments(config.max_prompts)
+            else:
+                example, dynamic_shapes = wrappers[name].example_inputs(), None
+            programs[name] = torch.export.export(wrappers[name], example, dynamic_shapes=dynamic_shapes)
     return programs
 
 
@@ -133,7 +137,8 @@ def export_executorch(config: ExecutorchExportConfig) -> ExportResult:
         try:
             tmp_program.write_bytes(buffer)
             metadata = build_metadata(model, "executorch", config.checkpoint, sha, config.quantize,
-                                      prompt_records(model, config.prompts), {name: name for name in methods})
+                                      prompt_records(model, config.prompts), {name: name for name in methods},
+                                      config.max_prompts)
             write_json_atomic(tmp_metadata, metadata)
             with timer.stage("parity check"):
                 frames = config.parity_frames or config.calibration_videos
@@ -173,13 +178,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="entry points of the .pte: all; frame = encode_frame + decode, what a device runs on "
                              "every frame (prompts from the metadata); text = encode_text alone, fp32, for adding "
                              "prompts on the device")
+    parser.add_argument("--max-prompts", type=positive_int, default=DEFAULT_MAX_PROMPTS,
+                        help="prompts one decode call takes (its prompt dimension runs from 1 to this; 1: a static "
+                             "single-prompt decode)")
     args = parser.parse_args(argv)
     if args.quantize == "int8" and args.calibration_videos is None:
         parser.error("--calibration-videos: required with --quantize int8 (a video file or a directory of videos)")
     return run_export(lambda: export_executorch(ExecutorchExportConfig(
         checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), quantize=args.quantize,
         calibration_videos=args.calibration_videos, calibration_frames=args.calibration_frames,
-        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames, program=args.program)),
+        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames, program=args.program,
+        max_prompts=args.max_prompts)),
         args.out, "exported program does not match the model")
 
 

@@ -16,6 +16,11 @@ lowering, each is rewritten into ops XNNPACK does take:
   box bias ``sign(d) * log2(|d| + 1)``, is 0 near 0 anyway.
 - ``log2(x)`` -> ``log(x) / ln 2``.
 
+A decode that takes 1 to N prompts has a symbolic prompt dimension. XNNPACK takes a reshape whose
+target shape has one inferred (-1) dimension but not one with a symbolic size, so a ``view_copy`` whose
+shape holds exactly one symbolic size gets -1 there (the other sizes are static, so it is the same
+shape); without this every reshape of the prompt-batched graph ran outside the delegate.
+
 Then every value computed from parameters alone (sine encodings of the learned reference boxes,
 split packed projections, expanded latents) is folded into a constant, and no-op ``expand_copy``
 nodes (from ``matmul`` on equal batch shapes) are removed. Every rewrite equals the original up to
@@ -117,8 +122,34 @@ def xnnpack_decompositions() -> dict:
     }
 
 
+def _symbolic_views_to_inferred():
+    """The edge pass that writes -1 for the one symbolic size of a ``view_copy`` shape (see the module doc)."""
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from executorch.exir.pass_base import ExportPass, PassResult
+
+    class SymbolicViewsToInferred(ExportPass):
+        def call(self, graph_module: torch.fx.GraphModule) -> PassResult:
+            changed = False
+            for node in graph_module.graph.nodes:
+                if node.op != "call_function" or node.target != exir_ops.edge.aten.view_copy.default:
+                    continue
+                shape = list(node.args[1])
+                symbolic = [i for i, size in enumerate(shape) if not isinstance(size, int)]
+                if len(symbolic) == 1 and -1 not in shape:
+                    shape[symbolic[0]] = -1
+                    node.args = (node.args[0], shape, *node.args[2:])
+                    changed = True
+            if changed:
+                graph_module.graph.eliminate_dead_code()  # the sizes' sym_size nodes may be unused now
+                graph_module.recompile()
+            return PassResult(graph_module, changed)
+
+    return SymbolicViewsToInferred()
+
+
 def _edge_passes():
-    """Edge-dialect passes run before partitioning: drop no-op expands, fold constants.
+    """Edge-dialect passes run before partitioning: symbolic reshapes to inferred ones, drop no-op
+    expands, fold constants.
 
     Folding runs on the edge dialect, where every view op is a functional copy with a contiguous
     result (folding the ATen graph stored strided views of parameters as if contiguous). ``full`` is
@@ -137,7 +168,7 @@ def _edge_passes():
         def call(self, program: ExportedProgram) -> ExportedProgramPassResult:
             return ExportedProgramPassResult(constant_prop.constant_prop_pass(program, skip), True)
 
-    return ExportedProgramPassManager([RemoveNoopExpandCopyPass(), FoldConstants()])
+    return ExportedProgramPassManager([_symbolic_views_to_inferred(), RemoveNoopExpandCopyPass(), FoldConstants()])
 
 
 def _drop_provenance(program: ExportedProgram) -> ExportedProgram:

@@ -2,11 +2,11 @@
 
 It names what the program expects and where it came from, so a runtime needs nothing else:
 
-    {"format_version": 2, "backend": "executorch" | "onnx", "preset", "image_size",
+    {"format_version": 3, "backend": "executorch" | "onnx", "preset", "image_size",
      "context_frames" (T), "memory_stride", "num_queries", "max_text_length", "hidden_size",
      the pixel spec ("image_mean", "image_std", "color_order", "resize"), the grids ("fpn_sizes",
      "mask_size", "memory_grid"), "slot_order", "source_checkpoint", "source_checkpoint_sha256",
-     "quantization": "none" | "int8",
+     "quantization": "none" | "int8", "max_prompts" (prompts one decode call takes),
      "prompts": [{"text", "input_ids", "attention_mask", "text_features" [L x 256]}],
      "methods" (executorch) | "files" (onnx): {method: file name}, "output_names": {method: [...]},
      "input_names": {method: [...]}}
@@ -61,7 +61,7 @@ def prompt_records(model, prompts: tuple[str, ...] | list[str]) -> list[dict]:
 
 
 def build_metadata(model, backend: str, checkpoint: str | Path, checkpoint_sha: str, quantization: str,
-                   prompts: list[dict], file_names: dict[str, str]) -> dict:
+                   prompts: list[dict], file_names: dict[str, str], max_prompts: int) -> dict:
     if backend not in contract.BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {contract.BACKENDS}")
     if quantization not in QUANTIZATION_MODES:
@@ -81,6 +81,7 @@ def build_metadata(model, backend: str, checkpoint: str | Path, checkpoint_sha: 
         "source_checkpoint": str(Path(checkpoint).resolve()),
         "source_checkpoint_sha256": checkpoint_sha,
         "quantization": quantization,
+        "max_prompts": max_prompts,
         "prompts": prompts,
         contract.names_key(backend): file_names,
         "input_names": {name: list(INPUT_NAMES[name]) for name in file_names},

@@ -25,6 +25,7 @@ from efficient_sam3.cli import ArgumentParser, non_empty_text, positive_int
 from efficient_sam3.files import atomic_directory, check_creatable
 from export.command import run_export
 from export.frames import read_frames
+from efficient_sam3.contract import DEFAULT_MAX_PROMPTS
 from export.config import DEFAULT_PARITY_FRAMES, OnnxExportConfig, tolerance_for
 from export.fuse import deployment_model
 from efficient_sam3.programs import ONNX_METADATA_FILE
@@ -44,12 +45,17 @@ class OnnxExportResult:
     stage_seconds: dict[str, float]
 
 
-def export_method(wrapper: torch.nn.Module, method: str, path: Path, opset: int) -> None:
-    """torch.onnx.export (dynamo) of one wrapper to ``path``, then the full onnx.checker."""
+def export_method(wrapper: torch.nn.Module, method: str, path: Path, opset: int, max_prompts: int) -> None:
+    """torch.onnx.export (dynamo) of one wrapper to ``path``, then the full onnx.checker. decode takes 1 to
+    ``max_prompts`` prompts (a dynamic prompt dimension)."""
     import onnx
 
+    if method == "decode":
+        example, dynamic_shapes = wrapper.export_arguments(max_prompts)
+    else:
+        example, dynamic_shapes = wrapper.example_inputs(), None
     onnx_program = torch.onnx.export(
-        wrapper, wrapper.example_inputs(), dynamo=True, opset_version=opset,
+        wrapper, example, dynamic_shapes=dynamic_shapes, dynamo=True, opset_version=opset,
         input_names=list(INPUT_NAMES[method]), output_names=list(OUTPUT_NAMES[method]),
         external_data=False, verbose=False)
     onnx_program.save(str(path))
@@ -73,9 +79,9 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportResult:
     with atomic_directory(out) as staging:  # replaces ``out`` only when every check passed
         for name in METHOD_NAMES:
             with timer.stage(f"torch.onnx.export {name} (opset {config.opset}) + onnx.checker"):
-                export_method(wrappers[name], name, staging / files[name], config.opset)
+                export_method(wrappers[name], name, staging / files[name], config.opset, config.max_prompts)
         metadata = build_metadata(model, "onnx", config.checkpoint, sha, "none",
-                                  prompt_records(model, config.prompts), files)
+                                  prompt_records(model, config.prompts), files, config.max_prompts)
         write_json_atomic(staging / ONNX_METADATA_FILE, metadata)
         with timer.stage("parity check (onnxruntime CPU)"):
             report = check_parity(config.checkpoint, staging, config.parity_frames, config.parity_num_frames,
@@ -106,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parity-frames", type=Path, default=None,
                         help="frames for the parity check (video, frame directory or video directory)")
     parser.add_argument("--parity-num-frames", type=positive_int, default=DEFAULT_PARITY_FRAMES)
+    parser.add_argument("--max-prompts", type=positive_int, default=DEFAULT_MAX_PROMPTS,
+                        help="prompts one decode call takes (1: a static single-prompt decode)")
     args = parser.parse_args(argv)
     return run_export(lambda: export_onnx(OnnxExportConfig(
         checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), opset=args.opset,
-        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames)),
+        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames, max_prompts=args.max_prompts)),
         args.out, "exported ONNX models do not match the model")
 
 

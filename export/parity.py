@@ -9,7 +9,10 @@ checkpoint's weights (sha256) and its config (preset, image size, T, queries, wi
 frames otherwise) with random memory, each case runs the whole pipeline on both sides:
 
     encode_frame -> decode with memory slots all valid / only the last 3 valid / none valid,
-    and encode_text for each prompt stored with the program (or "red circle").
+    and encode_text for each prompt stored with the program (or "red circle");
+    for a decode that takes several prompts (metadata ``max_prompts`` > 1), one call with
+    ``max_prompts`` different prompts on the first frame, against the eager model run on each prompt
+    alone (a batched call must equal the separate calls).
 
 Gated outputs (``ParityTolerance``): pred_logits, pred_boxes, presence_logits, iou_scores and
 text_features by max |difference|; pred_masks by the IoU of the binarised masks (logit > 0) per query,
@@ -38,6 +41,9 @@ ATOL_OUTPUTS = ("pred_boxes", "pred_logits", "presence_logits", "iou_scores")
 # Memory cases: (name, number of valid slots at the end of the ring; None = all).
 MEMORY_CASES = (("all_valid", None), ("last_3_valid", 3), ("none_valid", 0))
 DEFAULT_PROMPT = "red circle"
+# Prompts that fill a batched decode case after the stored ones (distinct texts, different lengths).
+BATCH_FILL_PROMPTS = ("blue square", "a green triangle on the left", "person", "yellow star", "car",
+                      "the small grey circle", "dog", "striped ball", "tree", "white cup")
 
 
 class ProgramMismatchError(ValueError):
@@ -192,7 +198,35 @@ def compare_program(model: EfficientSam3Model, program, pixel_values: list[torch
             got = _run(program, "decode", (*program_levels[:3], memory, memory_mask, text_features, text_mask))
             report.checks += _compare(f"frame {index} decode {case}", OUTPUT_NAMES["decode"], reference, got,
                                       tolerance, ATOL_OUTPUTS)
+    if frame_methods and pixel_values and metadata["max_prompts"] > 1:
+        report.checks += _compare_batched(model, program, pixel_values[0], prompts, metadata["max_prompts"],
+                                          tolerance, generator)
     return report
+
+
+def batch_prompts(prompts: list[str], count: int) -> list[str]:
+    """``count`` distinct prompts: ``prompts`` first, then BATCH_FILL_PROMPTS."""
+    texts = list(dict.fromkeys([*prompts, *BATCH_FILL_PROMPTS]))
+    if len(texts) < count:
+        texts += [f"object {i}" for i in range(count - len(texts))]
+    return texts[:count]
+
+
+def _compare_batched(model: EfficientSam3Model, program, pixels: torch.Tensor, prompts: list[str], count: int,
+                     tolerance: ParityTolerance, generator: torch.Generator) -> list[OutputCheck]:
+    """One program decode of ``count`` prompts vs the eager decode of each prompt alone, stacked."""
+    encode_frame, decode, encode_text = EncodeFrame(model), Decode(model), EncodeText(model)
+    texts = batch_prompts(prompts, count)
+    ids, text_mask = model.tokenize(texts)  # [P, L]
+    text_features = encode_text(ids, text_mask)  # [P, L, C]
+    memory, memory_mask = random_memory(model, 3, generator)
+    levels = encode_frame(pixels)[:3]
+    alone = [decode(*levels, memory, memory_mask, text_features[p:p + 1], text_mask[p:p + 1]) for p in range(count)]
+    reference = tuple(torch.cat(rows, dim=0) for rows in zip(*alone))
+    got = _run(program, "decode", (*_run(program, "encode_frame", (pixels,))[:3], memory, memory_mask,
+                                   text_features, text_mask))
+    return _compare(f"frame 0 decode {count} prompts at once", OUTPUT_NAMES["decode"], reference, got, tolerance,
+                    ATOL_OUTPUTS)
 
 
 def load_frames(source: str | Path | None, count: int, image_size: int) -> list[torch.Tensor]:

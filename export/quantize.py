@@ -119,21 +119,23 @@ def build_quantizer(graph: torch.fx.Graph, fp32_modules: tuple[str, ...] = ()):
 
 
 def quantize_method(wrapper: nn.Module, calibration: list[tuple[torch.Tensor, ...]],
-                    fp32_modules: tuple[str, ...] = ()) -> torch.export.ExportedProgram:
+                    fp32_modules: tuple[str, ...] = (), example: tuple[torch.Tensor, ...] | None = None,
+                    dynamic_shapes: tuple | None = None) -> torch.export.ExportedProgram:
     """export -> prepare_pt2e -> calibrate -> convert_pt2e -> export again (ready for lowering).
-    ``fp32_modules``: module paths of the model left in fp32 (``modules_kept_fp32``)."""
+    ``fp32_modules``: module paths of the model left in fp32 (``modules_kept_fp32``); ``example`` and
+    ``dynamic_shapes``: what both exports trace with (None: the first calibration input, static)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     if not calibration:
         raise ValueError("int8 quantization needs at least one calibration input")
-    example = calibration[0]
-    module = torch.export.export(wrapper, example).module()
+    example = calibration[0] if example is None else example
+    module = torch.export.export(wrapper, example, dynamic_shapes=dynamic_shapes).module()
     prepared = prepare_pt2e(module, build_quantizer(module.graph, fp32_modules))
     with torch.no_grad():
         for inputs in calibration:
             prepared(*inputs)
     converted = convert_pt2e(prepared)
-    return torch.export.export(converted, example)
+    return torch.export.export(converted, example, dynamic_shapes=dynamic_shapes)
 
 
 @torch.no_grad()
@@ -155,9 +157,13 @@ def build_calibration_set(model, frames: list[torch.Tensor], text_features: torc
     return CalibrationSet(encode_frame=encode_inputs, decode=decode_inputs)
 
 
-def quantize_entry_points(model, calibration: CalibrationSet) -> dict[str, torch.export.ExportedProgram]:
-    """int8 programs for encode_frame and decode; encode_text is exported in fp32 by the caller."""
+def quantize_entry_points(model, calibration: CalibrationSet,
+                          max_prompts: int) -> dict[str, torch.export.ExportedProgram]:
+    """int8 programs for encode_frame and decode (1 to ``max_prompts`` prompts, calibrated with one);
+    encode_text is exported in fp32 by the caller."""
+    decode = Decode(model)
+    example, dynamic_shapes = decode.export_arguments(max_prompts)
     return {
         "encode_frame": quantize_method(EncodeFrame(model), calibration.encode_frame, modules_kept_fp32(model.config)),
-        "decode": quantize_method(Decode(model), calibration.decode),
+        "decode": quantize_method(decode, calibration.decode, example=example, dynamic_shapes=dynamic_shapes),
     }

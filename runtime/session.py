@@ -3,8 +3,8 @@
 Lifecycle: ``VideoSession(model_path, backend, prompts)`` (or ``add_prompt``), then ``step(frame)``
 per frame (or the ``track(frames)`` generator), ``reset()`` to start a new video with the same prompts.
 
-Per frame: preprocess -> encode_frame once -> for every prompt, decode with the memory of the frames
-written before this one -> detections at the frame's size -> object ids (tracker) -> on a memory
+Per frame: preprocess -> encode_frame once -> decode every prompt at once (``max_prompts`` per call of the
+model) with the memory of the frames written before this one -> detections at the frame's size -> object ids (tracker) -> on a memory
 frame (``frame_index % memory_stride == 0``) write this frame's level-3 feature into the ring.
 The session owns one ``StreamState`` (read-only through ``state``) and replaces it every step.
 """
@@ -155,8 +155,8 @@ class VideoSession:
 
         raw: dict[str, DecodeOutput] = {}
         detections = []
-        for prompt in state.prompts:
-            output = self.backend.decode(features, memory_features, memory_mask, prompt)
+        outputs = self.backend.decode(features, memory_features, memory_mask, state.prompts)
+        for prompt, output in zip(state.prompts, outputs, strict=True):
             raw[prompt.text] = output
             detections += detections_from_output(output, prompt.text, frame_size, self.config.postprocess)
         tracks, obj_ids = update_tracks(state.tracks, [d.prompt for d in detections],

@@ -1,15 +1,16 @@
 """The small interface every inference backend implements, and the numpy types it exchanges.
 
-A backend runs the three stateless entry points of the export contract with a batch of one:
+A backend runs the three stateless entry points of the export contract on one frame:
 ``encode_frame`` (pixels -> FPN levels 0-2 + the level-3 memory feature), ``decode`` (one frame's
-features + the T-slot memory + one prompt's text features -> per-query predictions) and text
-features for a prompt. Everything crosses this boundary as numpy, so the session, the memory ring
+features + the T-slot memory + the text features of up to ``max_prompts`` prompts -> per-query
+predictions for each prompt, in one call) and text features for a prompt. Everything crosses this boundary as numpy, so the session, the memory ring
 and post-processing never import torch (the ONNX path runs on devices without PyTorch).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,8 @@ class ModelInfo:
     """What the session needs to know about a model, read from its checkpoint or export metadata.
 
     Grid sizes follow from ``image_size`` by ``efficient_sam3.contract``; pixel_mean / pixel_std are the
-    per-channel (RGB) normalisation the model was trained with.
+    per-channel (RGB) normalisation the model was trained with; max_prompts: the prompts one decode call
+    takes (exports before metadata version 3 take one).
     """
 
     preset: str
@@ -34,6 +36,7 @@ class ModelInfo:
     max_text_length: int
     pixel_mean: tuple[float, ...] = contract.PIXEL_MEAN
     pixel_std: tuple[float, ...] = contract.PIXEL_STD
+    max_prompts: int = 1
 
     @property
     def mask_size(self) -> int:
@@ -108,13 +111,21 @@ def check_outputs(arrays: list[np.ndarray], expected: list[tuple[int, ...]], wha
     return checked
 
 
-def decode_output_from_arrays(arrays: list[np.ndarray], info: ModelInfo, what: str) -> DecodeOutput:
-    """The five flat outputs of ``decode`` (batch 1) -> ``DecodeOutput``, shapes checked."""
-    queries, side = info.num_queries, info.mask_size
+def stack_prompts(prompts: Sequence[PromptFeatures]) -> tuple[np.ndarray, np.ndarray]:
+    """The text inputs of one decode call: features [P, L, C] float32, mask [P, L] int64."""
+    features = np.concatenate([p.features for p in prompts], axis=0).astype(np.float32, copy=False)
+    mask = np.concatenate([p.mask for p in prompts], axis=0).astype(np.int64, copy=False)
+    return np.ascontiguousarray(features), np.ascontiguousarray(mask)
+
+
+def decode_outputs_from_arrays(arrays: list[np.ndarray], info: ModelInfo, num_prompts: int,
+                               what: str) -> list[DecodeOutput]:
+    """The five flat outputs of one ``decode`` call for P prompts -> one ``DecodeOutput`` per prompt."""
+    queries, side, p = info.num_queries, info.mask_size, num_prompts
     masks, boxes, logits, presence, iou = check_outputs(
-        arrays, [(1, queries, side, side), (1, queries, 4), (1, queries), (1, 1), (1, queries)], what)
-    return DecodeOutput(pred_masks=masks[0], pred_boxes=boxes[0], pred_logits=logits[0],
-                        presence_logit=float(presence[0, 0]), iou_scores=iou[0])
+        arrays, [(p, queries, side, side), (p, queries, 4), (p, queries), (p, 1), (p, queries)], what)
+    return [DecodeOutput(pred_masks=masks[i], pred_boxes=boxes[i], pred_logits=logits[i],
+                         presence_logit=float(presence[i, 0]), iou_scores=iou[i]) for i in range(p)]
 
 
 class Backend(ABC):
@@ -131,10 +142,20 @@ class Backend(ABC):
     def encode_frame(self, pixel_values: np.ndarray) -> FrameFeatures:
         """pixel_values [1, 3, S, S] float32 (SAM3 preprocessing) -> FrameFeatures."""
 
-    @abstractmethod
     def decode(self, frame: FrameFeatures, memory_features: np.ndarray, memory_mask: np.ndarray,
-               prompt: PromptFeatures) -> DecodeOutput:
-        """memory_features [1, T, C, G, G] float32, memory_mask [1, T] bool -> DecodeOutput."""
+               prompts: Sequence[PromptFeatures]) -> list[DecodeOutput]:
+        """memory_features [1, T, C, G, G] float32, memory_mask [1, T] bool -> one DecodeOutput per prompt,
+        in order; ``info.max_prompts`` prompts per call of the model."""
+        outputs: list[DecodeOutput] = []
+        step = self.info.max_prompts
+        for start in range(0, len(prompts), step):
+            outputs += self.decode_batch(frame, memory_features, memory_mask, prompts[start:start + step])
+        return outputs
+
+    @abstractmethod
+    def decode_batch(self, frame: FrameFeatures, memory_features: np.ndarray, memory_mask: np.ndarray,
+                     prompts: Sequence[PromptFeatures]) -> list[DecodeOutput]:
+        """One decode call for 1 to ``info.max_prompts`` prompts -> one DecodeOutput per prompt."""
 
     def check_pixels(self, pixel_values: np.ndarray) -> None:
         size = self.info.image_size

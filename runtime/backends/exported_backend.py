@@ -10,6 +10,7 @@ prompts are the ones whose text features the export stored in its metadata.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from runtime.backends.base import (
     FrameFeatures,
     PromptFeatures,
     check_outputs,
-    decode_output_from_arrays,
+    decode_outputs_from_arrays,
+    stack_prompts,
 )
 from runtime.backends.metadata import export_metadata_from
 
@@ -72,9 +74,10 @@ class ExportedBackend(Backend):
         fpn0, fpn1, fpn2, memory = check_outputs(outputs, list(self.info.fpn_shapes), f"{self.path}: encode_frame")
         return FrameFeatures(fpn=(fpn0, fpn1, fpn2), memory_feature=memory)
 
-    def decode(self, frame: FrameFeatures, memory_features: np.ndarray, memory_mask: np.ndarray,
-               prompt: PromptFeatures) -> DecodeOutput:
+    def decode_batch(self, frame: FrameFeatures, memory_features: np.ndarray, memory_mask: np.ndarray,
+                     prompts: Sequence[PromptFeatures]) -> list[DecodeOutput]:
+        text_features, text_mask = stack_prompts(prompts)
         inputs = [*frame.fpn, memory_features.astype(np.float32, copy=False), memory_mask.astype(np.bool_, copy=False),
-                  prompt.features.astype(np.float32, copy=False), prompt.mask.astype(np.int64, copy=False)]
+                  text_features, text_mask]
         outputs = self._run("decode", inputs)
-        return decode_output_from_arrays(outputs, self.info, f"{self.path}: decode")
+        return decode_outputs_from_arrays(outputs, self.info, len(prompts), f"{self.path}: decode")

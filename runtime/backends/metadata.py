@@ -61,7 +61,8 @@ def export_metadata_from(data: dict, path: str | Path, expected_backend: str) ->
         raise BackendError(f"{path}: metadata is for backend {data['backend']!r}, not {expected_backend!r}")
     info = ModelInfo(preset=str(data.get("preset", "unknown")),
                      **{key: data[key] for key in contract.MODEL_INT_FIELDS},
-                     pixel_mean=tuple(data["image_mean"]), pixel_std=tuple(data["image_std"]))
+                     pixel_mean=tuple(data["image_mean"]), pixel_std=tuple(data["image_std"]),
+                     max_prompts=data["max_prompts"])
     prompts = data.get("prompts", [])
     if not isinstance(prompts, list):
         raise BackendError(f"{path}: 'prompts' must be a list")

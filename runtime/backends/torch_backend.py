@@ -10,12 +10,13 @@ context (``max_text_length`` tokens with the start and end tokens) is cut to fit
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from efficient_sam3 import EfficientSam3Model
+from efficient_sam3 import EfficientSam3Model, contract
 from efficient_sam3.checkpoint import CONFIG_FILE
 from efficient_sam3.outputs import TextFeatures, VisionFeatures
 from runtime.backends.base import (
@@ -26,8 +27,9 @@ from runtime.backends.base import (
     ModelInfo,
     PromptFeatures,
     check_outputs,
-    decode_output_from_arrays,
+    decode_outputs_from_arrays,
     normalise_prompt,
+    stack_prompts,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class TorchBackend(Backend):
             max_text_length=config.text.max_length,
             pixel_mean=tuple(config.image_mean),
             pixel_std=tuple(config.image_std),
+            max_prompts=contract.DEFAULT_MAX_PROMPTS,  # eager takes any number; this bounds one call's memory
         )
         self._prompt_cache: dict[str, PromptFeatures] = {}
 
@@ -98,12 +101,13 @@ class TorchBackend(Backend):
         return FrameFeatures(fpn=(fpn0, fpn1, fpn2), memory_feature=memory)
 
     @torch.inference_mode()
-    def decode(self, frame: FrameFeatures, memory_features: np.ndarray, memory_mask: np.ndarray,
-               prompt: PromptFeatures) -> DecodeOutput:
+    def decode_batch(self, frame: FrameFeatures, memory_features: np.ndarray, memory_mask: np.ndarray,
+                     prompts: Sequence[PromptFeatures]) -> list[DecodeOutput]:
         vision = VisionFeatures(fpn_hidden_states=tuple(
             torch.from_numpy(level) for level in (*frame.fpn, frame.memory_feature)))
-        text = TextFeatures(features=torch.from_numpy(prompt.features), mask=torch.from_numpy(prompt.mask))
+        text_features, text_mask = stack_prompts(prompts)
+        text = TextFeatures(features=torch.from_numpy(text_features), mask=torch.from_numpy(text_mask))
         out = self.model.forward_video(None, None, torch.from_numpy(memory_features),
                                        torch.from_numpy(memory_mask), vision=vision, text=text)
         arrays = [out.pred_masks, out.pred_boxes, out.pred_logits, out.presence_logits, out.iou_scores]
-        return decode_output_from_arrays([_numpy(a) for a in arrays], self.info, "decode")
+        return decode_outputs_from_arrays([_numpy(a) for a in arrays], self.info, len(prompts), "decode")

@@ -65,7 +65,8 @@ def _v1() -> dict:
 
 def test_version_1_metadata_loads_with_the_contract_defaults():
     data = contract.check_metadata(_v1(), "m.json")
-    assert data["format_version"] == contract.METADATA_FORMAT_VERSION == 2
+    assert data["format_version"] == contract.METADATA_FORMAT_VERSION == 3
+    assert data["max_prompts"] == 1  # decode of a version 1 or 2 export takes one prompt
     assert data["image_mean"] == [0.5] * 3 and data["image_std"] == [0.5] * 3
     assert data["fpn_sizes"] == [144, 72, 36, 18] and data["mask_size"] == 144 and data["memory_grid"] == 18
     assert data["slot_order"] == "oldest_first" and data["color_order"] == "RGB"
@@ -82,19 +83,31 @@ def test_version_2_metadata_carries_the_contract_and_is_checked():
         contract.check_metadata({**data, "slot_order": "newest_first"}, "m.json")
     with pytest.raises(ValueError, match="'image_std' must hold 3 numbers"):
         contract.check_metadata({**data, "image_std": [0.5]}, "m.json")
-    with pytest.raises(ValueError, match=r"format_version 3 is not supported.*re-export the model"):
-        contract.check_metadata({**data, "format_version": 3}, "m.json")
+    with pytest.raises(ValueError, match=r"format_version 4 is not supported.*re-export the model"):
+        contract.check_metadata({**data, "format_version": 4}, "m.json")
     with pytest.raises(ValueError, match="m.json: image_size must be a multiple of 28"):
         contract.check_metadata({**_v1(), "image_size": 500}, "m.json")
 
 
-def test_exported_metadata_is_complete_version_2(tiny_model):
+def test_version_3_metadata_states_the_prompts_one_decode_takes():
+    data = {**_v1(), "format_version": 3, **contract.contract_fields(504), "max_prompts": 8}
+    assert contract.check_metadata(data, "m.json")["max_prompts"] == 8
+    assert contract.check_metadata({**data, "format_version": 2}, "m.json")["max_prompts"] == 8  # kept if present
+    without = {key: value for key, value in data.items() if key != "max_prompts"}
+    with pytest.raises(ValueError, match="m.json: missing field 'max_prompts'"):
+        contract.check_metadata(without, "m.json")
+    for bad in (0, -2, True, "8"):
+        with pytest.raises(ValueError, match="'max_prompts' must be"):
+            contract.check_metadata({**data, "max_prompts": bad}, "m.json")
+
+
+def test_exported_metadata_is_complete_version_3(tiny_model):
     from export.metadata import build_metadata
 
     names = {name: f"{name}.onnx" for name in contract.ENTRY_POINTS}
-    data = build_metadata(tiny_model, "onnx", "/ckpt", "0" * 64, "none", [], names)
+    data = build_metadata(tiny_model, "onnx", "/ckpt", "0" * 64, "none", [], names, 4)
     checked = contract.check_metadata(json.loads(json.dumps(data)), "m.json", complete=True)
-    assert checked == data and data["format_version"] == 2
+    assert checked == data and data["format_version"] == 3 and data["max_prompts"] == 4
     assert data["memory_stride"] == tiny_model.config.memory.memory_stride
     assert data["fpn_sizes"] == list(tiny_model.config.fpn_sizes) and data["image_mean"] == [0.5] * 3
 

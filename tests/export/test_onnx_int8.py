@@ -113,7 +113,7 @@ def fake_fp32_dir(tiny_checkpoint, tmp_path_factory):
     model = EfficientSam3Model.from_pretrained(tiny_checkpoint)
     files = {name: f"{name}.onnx" for name in METHOD_NAMES}
     metadata = build_metadata(model, "onnx", tiny_checkpoint, checkpoint_sha256(tiny_checkpoint), "none",
-                              prompt_records(model, ("red circle",)), files)
+                              prompt_records(model, ("red circle",)), files, 1)
 
     def make(name: str, **changes) -> str:
         directory = tmp_path_factory.mktemp(name)

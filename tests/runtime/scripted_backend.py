@@ -60,8 +60,11 @@ class ScriptedBackend(Backend):
         self.frames_encoded += 1
         return FrameFeatures(fpn=(rgb, rgb, rgb), memory_feature=memory)
 
-    def decode(self, frame: FrameFeatures, memory_features: np.ndarray, memory_mask: np.ndarray,
-               prompt: PromptFeatures) -> DecodeOutput:
+    def decode_batch(self, frame: FrameFeatures, memory_features: np.ndarray, memory_mask: np.ndarray,
+                     prompts) -> list[DecodeOutput]:
+        return [self._decode_one(frame, prompt) for prompt in prompts]
+
+    def _decode_one(self, frame: FrameFeatures, prompt: PromptFeatures) -> DecodeOutput:
         key = normalise_prompt(prompt.text)
         colours = list(PALETTE) if key == "square" else [key]
         side, queries = self.info.mask_size, self.info.num_queries

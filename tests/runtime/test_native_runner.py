@@ -125,6 +125,7 @@ def test_assignment_matches_scipy(native_tools, tmp_path):
 
 # The exported model, native runs against the Python ExecuTorch backend ----------------------------------
 PROMPT = "red circle"
+SECOND_PROMPT = "blue square"  # stored too: a run with both decodes them in one call
 IMAGE_SIZE = 168  # a multiple of 28 (FPN levels 48/24/12/6): the runner reads every shape from the metadata
 CONTEXT_FRAMES = 2
 MEMORY_STRIDE = 2  # with 2 slots the ring is full from frame 4 on and evicts every 2nd frame
@@ -152,7 +153,7 @@ def _write_video(path: Path, num_frames: int, size=(120, 160)) -> Path:
 @pytest.fixture(scope="module")
 def exported_model(tmp_path_factory) -> Path:
     """Tiny preset (random weights, memory gate opened so memory changes the output) exported with
-    ``export.executorch`` at a small input size, one stored prompt."""
+    ``export.executorch`` at a small input size, two stored prompts, decode taking up to 8 at once."""
     import dataclasses
 
     import torch
@@ -171,7 +172,7 @@ def exported_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("native_model")
     model.save_pretrained(root / "checkpoint")
     out = root / "model.pte"
-    export_executorch(ExecutorchExportConfig(checkpoint=root / "checkpoint", out=out, prompts=(PROMPT,)))
+    export_executorch(ExecutorchExportConfig(checkpoint=root / "checkpoint", out=out, prompts=(PROMPT, SECOND_PROMPT)))
     return out
 
 
@@ -237,14 +238,49 @@ def test_native_predictions_match_python_executorch(native_tools, exported_model
     overlay.release()
 
 
+def test_native_batched_prompts_match_python(native_tools, exported_model, stream_video, tmp_path):
+    """Two prompts: the C++ runner decodes them in one call (metadata max_prompts 8), Python too; the same
+    objects, categories and masks, and the same as the Python runner with one decode call per prompt."""
+    from runtime.postprocess import PostprocessConfig
+    from runtime.run import RunConfig, run_video
+    from runtime.session import SessionConfig
+
+    assert json.loads(Path(f"{exported_model}.json").read_text())["max_prompts"] == 8
+    _native(native_tools, exported_model, stream_video, tmp_path, "--prompt-id", "1", "--max-frames", PARITY_FRAMES,
+            "--out-json", tmp_path / "native.json")
+    session = SessionConfig(memory_stride=MEMORY_STRIDE, postprocess=PostprocessConfig(score_threshold=SCORE_THRESHOLD))
+    run_video(RunConfig(model=exported_model, video=stream_video, prompts=(PROMPT, SECOND_PROMPT),
+                        backend="executorch", out_json=tmp_path / "python.json", max_frames=PARITY_FRAMES,
+                        show_progress=False, session=session))
+    # The same program read through version-2 metadata (no max_prompts): Python then decodes one prompt per call.
+    single = tmp_path / "single.pte"
+    single.symlink_to(exported_model)
+    metadata = json.loads(Path(f"{exported_model}.json").read_text())
+    del metadata["max_prompts"]
+    Path(f"{single}.json").write_text(json.dumps({**metadata, "format_version": 2}))
+    run_video(RunConfig(model=single, video=stream_video, prompts=(PROMPT, SECOND_PROMPT), backend="executorch",
+                        out_json=tmp_path / "one_by_one.json", max_frames=PARITY_FRAMES, show_progress=False,
+                        session=session))
+    runs = [json.loads((tmp_path / name).read_text()) for name in ("native.json", "python.json", "one_by_one.json")]
+    for run in runs[1:]:
+        assert run["masklet_id"] == runs[0]["masklet_id"] and run["masklet_category"] == runs[0]["masklet_category"]
+    assert set(runs[0]["masklet_category"]) == {PROMPT, SECOND_PROMPT}, "both prompts must find objects"
+    ious = []
+    for frames in zip(*(_objects_per_frame(run) for run in runs)):
+        assert set(frames[0]) == set(frames[1]) == set(frames[2])
+        for obj_id, (_, rle) in frames[0].items():
+            ious += [float(mask_utils.iou([rle], [other[obj_id][1]], [0])[0, 0]) for other in frames[1:]]
+    assert ious and float(np.mean(ious)) >= 0.999
+
+
 def test_both_runners_read_the_pixel_spec_from_the_metadata(native_tools, exported_model, stream_video, tmp_path):
-    """A format_version 2 file with another mean / std: C++ and Python normalise with it (they agree)."""
+    """A metadata file with another mean / std: C++ and Python normalise with it (they agree)."""
     from runtime.postprocess import PostprocessConfig
     from runtime.run import RunConfig, run_video
     from runtime.session import SessionConfig
 
     metadata = json.loads(Path(f"{exported_model}.json").read_text())
-    assert metadata["format_version"] == 2 and metadata["fpn_sizes"] == [48, 24, 12, 6]
+    assert metadata["format_version"] == 3 and metadata["fpn_sizes"] == [48, 24, 12, 6]
     model = tmp_path / "respec.pte"
     model.symlink_to(exported_model)
     Path(f"{model}.json").write_text(json.dumps({**metadata, "image_mean": [0.2, 0.4, 0.6],

@@ -163,6 +163,9 @@ ExportMetadata read_export_metadata(const std::string& path, const std::string& 
   info.max_text_length = positive_int(data, "max_text_length", path);
   info.hidden_size = positive_int(data, "hidden_size", path);
   read_contract(data, version, info, path);
+  if (version >= 3) {
+    info.max_prompts = positive_int(data, "max_prompts", path);
+  }
   metadata.quantization =
       data.contains("quantization") && data["quantization"].is_string() ? data["quantization"].get<std::string>() : "none";
   if (data.contains("prompts")) {

@@ -90,6 +90,7 @@ struct Program::Impl {
   ModelInfo info;
   std::unique_ptr<Module> module;
   std::vector<EValue> frame_outputs;  // keeps encode_frame's output views alive
+  std::vector<EValue> decode_outputs;  // and decode's, until the next decode
 
   void check_method(const std::string& method, const std::vector<TensorSpec>& inputs,
                     const std::vector<TensorSpec>& outputs) {
@@ -171,17 +172,19 @@ Program::Program(const std::string& pte_path, const ModelInfo& info, int num_thr
   }
   impl_->check_method("encode_frame", {{ScalarType::Float, {1, 3, size, size}}}, levels);
   const int32_t grid = sides[3], mask = sides[0];
+  // A decode taking up to max_prompts prompts reports its largest shapes (its prompt dimension's bound).
+  const int32_t prompts = info.max_prompts;
   impl_->check_method("decode",
                       {levels[0], levels[1], levels[2],
                        {ScalarType::Float, {1, slots, width, grid, grid}},
                        {ScalarType::Bool, {1, slots}},
-                       {ScalarType::Float, {1, length, width}},
-                       {ScalarType::Long, {1, length}}},
-                      {{ScalarType::Float, {1, queries, mask, mask}},
-                       {ScalarType::Float, {1, queries, 4}},
-                       {ScalarType::Float, {1, queries}},
-                       {ScalarType::Float, {1, 1}},
-                       {ScalarType::Float, {1, queries}}});
+                       {ScalarType::Float, {prompts, length, width}},
+                       {ScalarType::Long, {prompts, length}}},
+                      {{ScalarType::Float, {prompts, queries, mask, mask}},
+                       {ScalarType::Float, {prompts, queries, 4}},
+                       {ScalarType::Float, {prompts, queries}},
+                       {ScalarType::Float, {prompts, 1}},
+                       {ScalarType::Float, {prompts, queries}}});
 }
 
 Program::~Program() = default;
@@ -201,9 +204,14 @@ FrameFeatures Program::encode_frame(const float* pixel_values) {
   return features;
 }
 
-DecodeOutput Program::decode(const FrameFeatures& frame, const float* memory_features, const uint8_t* memory_mask,
-                             const float* text_features, const int64_t* text_mask) {
+std::vector<DecodeOutput> Program::decode(const FrameFeatures& frame, const float* memory_features,
+                                          const uint8_t* memory_mask, const float* text_features,
+                                          const int64_t* text_mask, int num_prompts) {
   const ModelInfo& info = impl_->info;
+  if (num_prompts < 1 || num_prompts > info.max_prompts) {
+    throw Esam3Error(impl_->path + ": decode takes 1 to " + std::to_string(info.max_prompts) + " prompts per call, got " +
+                     std::to_string(num_prompts));
+  }
   const std::vector<int> sides = info.fpn_sides();
   const int32_t width = info.hidden_size, slots = info.context_frames, length = info.max_text_length;
   std::vector<EValue> inputs;
@@ -215,22 +223,35 @@ DecodeOutput Program::decode(const FrameFeatures& frame, const float* memory_fea
   tensors.push_back(executorch::extension::from_blob(const_cast<float*>(memory_features),
                                                      {1, slots, width, sides[3], sides[3]}, ScalarType::Float));
   tensors.push_back(executorch::extension::from_blob(const_cast<uint8_t*>(memory_mask), {1, slots}, ScalarType::Bool));
-  tensors.push_back(executorch::extension::from_blob(const_cast<float*>(text_features), {1, length, width},
+  tensors.push_back(executorch::extension::from_blob(const_cast<float*>(text_features), {num_prompts, length, width},
                                                      ScalarType::Float));
-  tensors.push_back(executorch::extension::from_blob(const_cast<int64_t*>(text_mask), {1, length}, ScalarType::Long));
+  tensors.push_back(executorch::extension::from_blob(const_cast<int64_t*>(text_mask), {num_prompts, length},
+                                                     ScalarType::Long));
   for (const TensorPtr& tensor : tensors) {
     inputs.emplace_back(tensor);
   }
-  std::vector<EValue> outputs = impl_->run("decode", inputs);
-  DecodeOutput output;
-  output.pred_masks = outputs[0].toTensor().const_data_ptr<float>();
-  output.pred_boxes = outputs[1].toTensor().const_data_ptr<float>();
-  output.pred_logits = outputs[2].toTensor().const_data_ptr<float>();
-  output.presence_logit = outputs[3].toTensor().const_data_ptr<float>()[0];
-  output.iou_scores = outputs[4].toTensor().const_data_ptr<float>();
-  output.num_queries = info.num_queries;
-  output.mask_size = sides[0];
-  return output;
+  impl_->decode_outputs = impl_->run("decode", inputs);
+  const std::vector<EValue>& outputs = impl_->decode_outputs;
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    if (outputs[i].toTensor().size(0) != num_prompts) {
+      throw Esam3Error(impl_->path + ": decode output " + std::to_string(i) + " has " +
+                       std::to_string(outputs[i].toTensor().size(0)) + " rows for " + std::to_string(num_prompts) +
+                       " prompts");
+    }
+  }
+  const int queries = info.num_queries, side = sides[0];
+  std::vector<DecodeOutput> results(num_prompts);
+  for (int p = 0; p < num_prompts; ++p) {
+    DecodeOutput& output = results[p];
+    output.pred_masks = outputs[0].toTensor().const_data_ptr<float>() + static_cast<size_t>(p) * queries * side * side;
+    output.pred_boxes = outputs[1].toTensor().const_data_ptr<float>() + static_cast<size_t>(p) * queries * 4;
+    output.pred_logits = outputs[2].toTensor().const_data_ptr<float>() + static_cast<size_t>(p) * queries;
+    output.presence_logit = outputs[3].toTensor().const_data_ptr<float>()[p];
+    output.iou_scores = outputs[4].toTensor().const_data_ptr<float>() + static_cast<size_t>(p) * queries;
+    output.num_queries = queries;
+    output.mask_size = side;
+  }
+  return results;
 }
 
 }  // namespace esam3

@@ -1,5 +1,6 @@
 #include "esam3/session.h"
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <sstream>
@@ -43,6 +44,8 @@ void VideoSession::add(const std::string& text, const StoredPrompt& features) {
     }
   }
   prompts_.push_back(SessionPrompt{text, &features});
+  text_features_.insert(text_features_.end(), features.text_features.begin(), features.text_features.end());
+  text_masks_.insert(text_masks_.end(), features.attention_mask.begin(), features.attention_mask.end());
 }
 
 void VideoSession::add_prompt(const std::string& text) {
@@ -93,12 +96,18 @@ FrameResult VideoSession::step(const cv::Mat& frame_bgr) {
   const FrameFeatures features = program_.encode_frame(pixels_.data());
 
   std::vector<Detection> detections;
-  for (const SessionPrompt& prompt : prompts_) {
-    const DecodeOutput output = program_.decode(features, state_.memory.features.data(), state_.memory.mask.data(),
-                                                prompt.features->text_features.data(),
-                                                prompt.features->attention_mask.data());
-    for (Detection& detection : detections_from_output(output, prompt.text, frame_size, config_.postprocess)) {
-      detections.push_back(std::move(detection));
+  const size_t feature_row = static_cast<size_t>(info.max_text_length) * info.hidden_size;
+  const size_t mask_row = static_cast<size_t>(info.max_text_length);
+  for (size_t first = 0; first < prompts_.size(); first += info.max_prompts) {  // one decode per max_prompts
+    const int count = static_cast<int>(std::min(prompts_.size() - first, static_cast<size_t>(info.max_prompts)));
+    const std::vector<DecodeOutput> outputs =
+        program_.decode(features, state_.memory.features.data(), state_.memory.mask.data(),
+                        text_features_.data() + first * feature_row, text_masks_.data() + first * mask_row, count);
+    for (int p = 0; p < count; ++p) {
+      const std::string& text = prompts_[first + p].text;
+      for (Detection& detection : detections_from_output(outputs[p], text, frame_size, config_.postprocess)) {
+        detections.push_back(std::move(detection));
+      }
     }
   }
   std::vector<std::string> prompts;

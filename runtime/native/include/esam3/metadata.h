@@ -11,7 +11,7 @@
 namespace esam3 {
 
 // Reads format_version 1 (the contract fields absent: SAM3's values, which every v1 export used) and 2.
-constexpr int kMetadataFormatVersion = 2;
+constexpr int kMetadataFormatVersion = 3;
 
 // What the runner needs to know about a model; mirrors runtime.backends.base.ModelInfo.
 struct ModelInfo {
@@ -22,6 +22,7 @@ struct ModelInfo {
   int num_queries = 0;     // Q
   int max_text_length = 0; // L
   int hidden_size = 0;     // C
+  int max_prompts = 1;     // prompts one decode call takes (format_version 3; earlier exports take one)
   std::array<float, 3> pixel_mean{};  // RGB, applied after / 255
   std::array<float, 3> pixel_std{};
   std::vector<int> fpn_sizes;  // spatial sides of FPN levels 0-3 (144, 72, 36, 18 at 504 px)

@@ -20,7 +20,7 @@ struct FrameFeatures {
 
 // decode's outputs for one frame and one prompt (batch dimension dropped): pred_masks [Q, M, M] mask
 // logits, pred_boxes [Q, 4] normalised xyxy, pred_logits [Q], presence_logit, iou_scores [Q].
-// Valid until the next decode.
+// One per prompt of a decode call; valid until the next decode.
 struct DecodeOutput {
   const float* pred_masks = nullptr;
   const float* pred_boxes = nullptr;
@@ -47,9 +47,11 @@ class Program {
   FrameFeatures encode_frame(const float* pixel_values);
 
   // memory_features [1, T, C, G, G] float32; memory_mask [1, T] (1 = valid slot);
-  // text_features [1, L, C] float32; text_mask [1, L] int64.
-  DecodeOutput decode(const FrameFeatures& frame, const float* memory_features, const uint8_t* memory_mask,
-                      const float* text_features, const int64_t* text_mask);
+  // text_features [P, L, C] float32; text_mask [P, L] int64, for 1 <= P <= info().max_prompts prompts
+  // segmented in one call. Returns one DecodeOutput per prompt, in order.
+  std::vector<DecodeOutput> decode(const FrameFeatures& frame, const float* memory_features,
+                                   const uint8_t* memory_mask, const float* text_features, const int64_t* text_mask,
+                                   int num_prompts);
 
  private:
   struct Impl;

@@ -96,6 +96,10 @@ class VideoSession {
   std::vector<SessionPrompt> prompts_;
   StreamState state_;
   std::vector<float> pixels_;  // [3, S, S] scratch, reused every frame
+  // The prompts' text inputs stacked in prompt order, [P, L, C] and [P, L]: decode takes
+  // info.max_prompts rows at a time. Rebuilt when a prompt is added.
+  std::vector<float> text_features_;
+  std::vector<int64_t> text_masks_;
 };
 
 }  // namespace esam3
