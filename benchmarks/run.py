@@ -9,9 +9,9 @@ weight values. The checkpoint is exported with export/ (ONNX, ExecuTorch fp32, E
 work folder (exports already there for the same checkpoint are reused). ``--quick`` times fewer frames
 and skips the exports (unless reusable), the anchors, all but the torch runtime session and the SAM3
 teacher; it is the CI smoke run (tiny preset, under 3 minutes on 2 cores), and it skips the students
-and times the geometry token in eager only. Sections: latency, memory_path, flops, memory, training,
-geometry_token, students (see each module's docstring for what is timed; benchmarks/students.py for the
-last two). The students run first after the synthetic data, so a failing student export fails the run
+and times the geometry token in eager only. Sections: latency, memory_path, flops, memory, onnx_int8,
+prompt_batch (benchmarks/prompt_batch.py), training, geometry_token, students (see each module's
+docstring for what is timed; benchmarks/students.py for the last two). The students run first after the synthetic data, so a failing student export fails the run
 before the long rows; ``--students-only`` runs just geometry_token and students.
 
 Only the third-party anchors (benchmarks/anchors.py) may end up "unavailable" (a missing package, or
@@ -47,6 +47,7 @@ from benchmarks.latency import LatencyStats, TimingPlan
 from benchmarks.memory import WorkerResult, WorkerSpec, run_in_subprocess
 from benchmarks.onnx_int8 import FP32_ROW, INT8_ROW, int8_directory, onnx_int8_rows, onnx_int8_section, \
     write_held_out
+from benchmarks.prompt_batch import prompt_batch_rows, prompt_batch_section
 from benchmarks.report import Row, Section, build_result, machine_info, render_markdown, write_results
 from benchmarks.sections import (
     RowFailed,
@@ -233,6 +234,17 @@ def _main_sections(config: BenchConfig, work_dir: Path, sav_root: Path, num_vide
             held_out = write_held_out(work_dir / "sav_held_out", num_videos=1, video_frames=41)
             int8_dir = int8_directory(artifacts.onnx_dir, work_dir / "artifacts" / "onnx_int8", sav_root, held_out)
             sections.append(onnx_int8_section(onnx_int8_rows(artifacts.onnx_dir, int8_dir, held_out, config.threads)))
+    with _stage("prompt batch", stage_s), _our_row("prompt batch"):
+        programs = (("ExecuTorch fp32", artifacts.pte_fp32), ("ExecuTorch int8", artifacts.pte_int8),
+                    ("ONNX Runtime fp32", artifacts.onnx_dir))
+        rows = []
+        for name, path in programs:
+            if config.quick or path is None:
+                rows.append(Row.skipped(name, "--quick (P up to 8 decodes per frame take minutes)" if config.quick
+                                        else "no export"))
+            else:
+                rows += prompt_batch_rows(name, path, artifacts.checkpoint, config.threads)
+        sections.append(prompt_batch_section(rows))
     with _stage("training side", stage_s), _our_row("training side"):
         sections.append(training_section(artifacts.checkpoint, sav_root, num_videos, work_dir / "training",
                                          config.quick))

@@ -97,6 +97,11 @@ class DetrDecoderConfig:
 @dataclass(frozen=True)
 class MaskDecoderConfig:
     num_heads: int = 8
+    # Opt-in fast mask path (issue #19): the pixel decoder stops at FPN level 1 (72x72 at 504 px) and the
+    # mask logits are upsampled 2x (bilinear) to the usual mask size, which skips the per-prompt work at
+    # 144x144 (its 3x3 conv, the projection and the mask product there). Same weights, same outputs' shapes.
+    # False: SAM3's mask path.
+    coarse_masks: bool = False
 
 
 @dataclass(frozen=True)

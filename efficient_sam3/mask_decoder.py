@@ -46,8 +46,9 @@ class MaskEmbedder(nn.Module):
 
 
 class MaskDecoder(nn.Module):
-    def __init__(self, hidden_size: int, num_heads: int) -> None:
+    def __init__(self, hidden_size: int, num_heads: int, coarse_masks: bool = False) -> None:
         super().__init__()
+        self.coarse_masks = coarse_masks  # MaskDecoderConfig.coarse_masks
         self.pixel_decoder = PixelDecoder(hidden_size)
         self.mask_embedder = MaskEmbedder(hidden_size)
         self.instance_projection = nn.Conv2d(hidden_size, hidden_size, kernel_size=1)
@@ -63,11 +64,15 @@ class MaskDecoder(nn.Module):
         batch, tokens, channels = encoder_tokens.shape
         grid = fpn_fine[-1].shape[-1] // 2
         encoder_map = encoder_tokens.transpose(1, 2).reshape(batch, channels, grid, grid)  # [B, C, G, G]
-        pixels = self.instance_projection(self.pixel_decoder([*fpn_fine, encoder_map]))  # [B, C, 4G, 4G]
+        levels = fpn_fine[1:] if self.coarse_masks else fpn_fine  # coarse: stop at level 1 (2G x 2G)
+        pixels = self.instance_projection(self.pixel_decoder([*levels, encoder_map]))  # [B, C, 4G, 4G] or 2G
         mask_embed = self.mask_embedder(query_states)  # [B, Q, C]
         height, width = pixels.shape[-2:]
         masks = torch.matmul(mask_embed, pixels.flatten(2))  # [B, Q, C] @ [B, C, HW] -> [B, Q, HW]
-        return masks.view(batch, -1, height, width)
+        masks = masks.view(batch, -1, height, width)
+        if self.coarse_masks:  # [B, Q, 2G, 2G] -> [B, Q, 4G, 4G], the size of level 0
+            masks = F.interpolate(masks, size=fpn_fine[0].shape[-2:], mode="bilinear", align_corners=False)
+        return masks
 
 
 class MaskQualityHead(nn.Module):

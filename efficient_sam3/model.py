@@ -9,6 +9,7 @@ Video path:  the same, plus late fusion of memory: FPN level 3 of the T context 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -63,7 +64,7 @@ class EfficientSam3Model(nn.Module):
         self.detr_encoder = DetrEncoder(width, config.detr_encoder)
         self.detr_decoder = DetrDecoder(width, config.detr_decoder, config.trunk_grid)
         self.dot_product_scoring = DotProductScoring(width, config.detr_decoder.intermediate_size)
-        self.mask_decoder = MaskDecoder(width, config.mask_decoder.num_heads)
+        self.mask_decoder = MaskDecoder(width, config.mask_decoder.num_heads, config.mask_decoder.coarse_masks)
         self.iou_head = MaskQualityHead(width)
         # SAM3's original prompt path adds the geometry encoder's CLS token to every text prompt.
         self.geometry_encoder = (GeometryPromptEncoder(width, config.geometry_encoder)
@@ -219,6 +220,13 @@ class EfficientSam3Model(nn.Module):
         from efficient_sam3.checkpoint import save_pretrained
 
         save_pretrained(self, directory)
+
+    def set_coarse_masks(self, coarse: bool) -> "EfficientSam3Model":
+        """Switch the mask path (``MaskDecoderConfig.coarse_masks``) of this model and its config; same weights."""
+        mask_decoder = dataclasses.replace(self.config.mask_decoder, coarse_masks=coarse)
+        self.config = dataclasses.replace(self.config, mask_decoder=mask_decoder)
+        self.mask_decoder.coarse_masks = coarse
+        return self
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str = "cpu") -> "EfficientSam3Model":

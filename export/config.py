@@ -77,6 +77,8 @@ class ExecutorchExportConfig:
     program: str = "all"
     # decode takes 1 to max_prompts prompts per call (1: a static single-prompt program).
     max_prompts: int = DEFAULT_MAX_PROMPTS
+    # The opt-in fast mask path (MaskDecoderConfig.coarse_masks) for this export; False: the checkpoint's own.
+    coarse_masks: bool = False
 
     def __post_init__(self) -> None:
         tolerance_for(self.quantize)
@@ -126,6 +128,7 @@ class OnnxExportConfig:
     parity_frames: Path | None = None
     parity_num_frames: int = DEFAULT_PARITY_FRAMES
     max_prompts: int = DEFAULT_MAX_PROMPTS  # as ExecutorchExportConfig's
+    coarse_masks: bool = False  # as ExecutorchExportConfig's
 
     def __post_init__(self) -> None:
         check_prompts(self.prompts)

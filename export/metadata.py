@@ -7,6 +7,7 @@ It names what the program expects and where it came from, so a runtime needs not
      the pixel spec ("image_mean", "image_std", "color_order", "resize"), the grids ("fpn_sizes",
      "mask_size", "memory_grid"), "slot_order", "source_checkpoint", "source_checkpoint_sha256",
      "quantization": "none" | "int8", "max_prompts" (prompts one decode call takes),
+     "coarse_masks" (the opt-in fast mask path; provenance, the runtime needs nothing from it),
      "prompts": [{"text", "input_ids", "attention_mask", "text_features" [L x 256]}],
      "methods" (executorch) | "files" (onnx): {method: file name}, "output_names": {method: [...]},
      "input_names": {method: [...]}}
@@ -82,6 +83,7 @@ def build_metadata(model, backend: str, checkpoint: str | Path, checkpoint_sha: 
         "source_checkpoint_sha256": checkpoint_sha,
         "quantization": quantization,
         "max_prompts": max_prompts,
+        "coarse_masks": config.mask_decoder.coarse_masks,
         "prompts": prompts,
         contract.names_key(backend): file_names,
         "input_names": {name: list(INPUT_NAMES[name]) for name in file_names},

@@ -71,6 +71,8 @@ def export_onnx(config: OnnxExportConfig) -> OnnxExportResult:
         read_frames(config.parity_frames, 1)  # a missing or unreadable frame source fails now, not after exporting
     with timer.stage(f"load {config.checkpoint}"):
         model = EfficientSam3Model.from_pretrained(config.checkpoint).eval()
+        if config.coarse_masks:
+            model.set_coarse_masks(True)
         sha = checkpoint_sha256(config.checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     with timer.stage("fold BatchNorms and re-parameterise"):
@@ -114,10 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parity-num-frames", type=positive_int, default=DEFAULT_PARITY_FRAMES)
     parser.add_argument("--max-prompts", type=positive_int, default=DEFAULT_MAX_PROMPTS,
                         help="prompts one decode call takes (1: a static single-prompt decode)")
+    parser.add_argument("--coarse-masks", action="store_true",
+                        help="opt-in fast mask path (pixel decoder stops at 72x72, masks upsampled 2x)")
     args = parser.parse_args(argv)
     return run_export(lambda: export_onnx(OnnxExportConfig(
         checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), opset=args.opset,
-        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames, max_prompts=args.max_prompts)),
+        parity_frames=args.parity_frames, parity_num_frames=args.parity_num_frames, max_prompts=args.max_prompts,
+        coarse_masks=args.coarse_masks)),
         args.out, "exported ONNX models do not match the model")
 
 

@@ -242,6 +242,8 @@ def check_parity(checkpoint: str | Path, program_path: str | Path, frames: str |
     model = (model or EfficientSam3Model.from_pretrained(checkpoint)).eval()
     program = load_program(program_path, complete_metadata=True)
     verify_provenance(program.metadata, checkpoint, model)
+    if program.metadata.get("coarse_masks", False) != model.config.mask_decoder.coarse_masks:
+        model.set_coarse_masks(bool(program.metadata.get("coarse_masks", False)))  # exported with --coarse-masks
     tolerance = tolerance or tolerance_for(program.metadata["quantization"])
     pixel_values = load_frames(frames, num_frames, model.config.image_size)
     return compare_program(model, program, pixel_values, tolerance)

@@ -22,7 +22,8 @@ from benchmarks.run import BenchConfig, main, measure_backends
 from benchmarks.sections import THIRD_PARTY_ROWS, RowFailed, require_measured
 from benchmarks.students import STUDENTS, parse_students
 
-SECTIONS = {"latency", "memory_path", "flops", "memory", "onnx_int8", "training", "geometry_token", "students"}
+SECTIONS = {"latency", "memory_path", "flops", "memory", "onnx_int8", "prompt_batch", "training", "geometry_token",
+            "students"}
 OUR_ROWS = ["PyTorch eager", "PyTorch eager, fused (deployment form)", "ONNX Runtime", "ExecuTorch fp32",
             "ExecuTorch int8"]
 
@@ -315,3 +316,22 @@ def test_anchor_without_timm_is_unavailable(monkeypatch):
     assert anchors.unavailable_reason("sam3_vision_504") is None
     with pytest.raises(KeyError):
         anchors.unavailable_reason("no_such_anchor")
+
+
+def test_prompt_batch_rows_time_one_decode_against_p_decodes(onnx_export, tiny_checkpoint):
+    """The prompt_batch section's rows on the shared tiny ONNX export (the quick run skips them): one row per
+    P with both timings, the budget from the eager FLOPs, and decode FLOPs growing with P."""
+    from benchmarks.prompt_batch import PROMPT_COUNTS, decode_gflops, prompt_batch_rows, prompt_batch_section
+
+    rows = prompt_batch_rows("ONNX Runtime fp32", onnx_export.directory, tiny_checkpoint, threads=1, repeats=1)
+    assert [row.metrics["prompts"] for row in rows] == list(PROMPT_COUNTS)
+    for row in rows:
+        assert row.status == "ok" and row.metrics["frame_ms"] > 0 and row.metrics["separate_frame_ms"] > 0
+        assert row.metrics["budget_ms"] > row.metrics["encode_ms"]
+    gflops = [row.metrics["decode_gflop"] for row in rows]
+    assert gflops == sorted(gflops) and len(set(gflops)) == len(gflops)
+    one, two = decode_gflops(tiny_checkpoint, 1), decode_gflops(tiny_checkpoint, 2)
+    # The memory and geometry tokens are computed once: two prompts cost less than twice one.
+    assert 0 < one["shared"] == pytest.approx(two["shared"]) and two["decode"] == pytest.approx(
+        2 * one["decode"] - one["shared"], rel=1e-3)
+    assert "P=8" in render_section(prompt_batch_section(rows))

@@ -305,7 +305,9 @@ def test_native_refuses_metadata_it_cannot_read(native_tools, exported_model, tm
     metadata = json.loads(Path(f"{exported_model}.json").read_text())
     model = tmp_path / "bad.pte"
     model.symlink_to(exported_model)
-    for change, expected in (({"format_version": 3}, "format_version 3 is not supported"),
+    for change, expected in (({"format_version": 4}, "format_version 4 is not supported"),
+                             ({"max_prompts": 0}, "missing or non-positive integer field 'max_prompts'"),
+                             ({"max_prompts": 2}, "method 'decode' input 5 is"),  # the program takes 8
                              ({"memory_grid": 7}, "mask_size / memory_grid disagree with fpn_sizes"),
                              ({"slot_order": "newest_first"}, "field 'slot_order' is \"newest_first\"")):
         Path(f"{model}.json").write_text(json.dumps({**metadata, **change}))
@@ -386,10 +388,10 @@ def test_native_rejects_bad_program_and_video(native_tools, exported_model, tmp_
                    "not_a_video.mp4: cannot decode a first frame")
     _fails_cleanly(native_tools, ["--model", exported_model, "--video", tmp_path / "nothing.mp4", "--prompt-id", "0"],
                    "nothing.mp4: no such video file or frame directory")
-    _fails_cleanly(native_tools, ["--model", exported_model, "--video", video, "--prompt-id", "1"],
-                   "prompt id 1 is out of range")
-    _fails_cleanly(native_tools, ["--model", exported_model, "--video", video, "--prompt", "blue square"],
-                   "prompt 'blue square' is not stored in")
+    _fails_cleanly(native_tools, ["--model", exported_model, "--video", video, "--prompt-id", "2"],
+                   "prompt id 2 is out of range")
+    _fails_cleanly(native_tools, ["--model", exported_model, "--video", video, "--prompt", "green triangle"],
+                   "prompt 'green triangle' is not stored in")
     _fails_cleanly(native_tools, ["--model", exported_model, "--video", video, "--prompt-id", "0",
                                   "--out-json", tmp_path / "missing_dir" / "pred.json"], "does not exist")
 
