@@ -97,10 +97,10 @@ class DetrDecoderConfig:
 @dataclass(frozen=True)
 class MaskDecoderConfig:
     num_heads: int = 8
-    # Opt-in fast mask path (issue #19): the pixel decoder stops at FPN level 1 (72x72 at 504 px) and the
-    # mask logits are upsampled 2x (bilinear) to the usual mask size, which skips the per-prompt work at
-    # 144x144 (its 3x3 conv, the projection and the mask product there). Same weights, same outputs' shapes.
-    # False: SAM3's mask path.
+    # Opt-in fast mask path (issue #19): the pixel decoder's last stage runs at FPN level 1's size (72x72 at
+    # 504 px) without level 0, and the mask logits are upsampled 2x (bilinear) to the usual mask size: the
+    # per-prompt 3x3 conv, projection and mask product run on a quarter of the pixels. Same weights, same
+    # outputs' shapes. False: SAM3's mask path.
     coarse_masks: bool = False
 
 
@@ -125,6 +125,15 @@ class MemoryConfig:
     # One stream frame in every memory_stride is written into memory (24 fps -> 6 fps, the spacing the
     # memory was trained on). Configs saved before this field load with the default.
     memory_stride: int = contract.DEFAULT_MEMORY_STRIDE
+    # QK-norm in the perceiver's attention: each head's queries and keys pass a LayerNorm before the dot
+    # product, which bounds the attention logits (a trained perceiver cannot make its attention one-hot
+    # by growing them). False: the attention of before (checkpoints and exports without it load as is).
+    perceiver_qk_norm: bool = False
+    # Whether the perceiver's values carry the context tokens' position and slot encodings (as its keys
+    # always do). With them, a trained perceiver can answer every video with the same per-location map
+    # read from the encodings alone (the collapse of issue #16); False: values hold the features only.
+    # True: the perceiver of before.
+    perceiver_value_pos: bool = True
 
     def __post_init__(self) -> None:
         contract.check_memory_stride(self.memory_stride)

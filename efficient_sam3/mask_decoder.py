@@ -25,11 +25,15 @@ class PixelDecoder(nn.Module):
             nn.Conv2d(hidden_size, hidden_size, 3, padding=1) for _ in range(NUM_UPSAMPLING_STAGES))
         self.norms = nn.ModuleList(nn.GroupNorm(GROUP_NORM_GROUPS, hidden_size) for _ in range(NUM_UPSAMPLING_STAGES))
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """features fine -> coarse, e.g. [B,C,144,144], [B,C,72,72], [B,C,36,36] -> [B, C, 144, 144]."""
+    def forward(self, features: list[torch.Tensor], skip_finest: bool = False) -> torch.Tensor:
+        """features fine -> coarse, e.g. [B,C,144,144], [B,C,72,72], [B,C,36,36] -> [B, C, 144, 144].
+        ``skip_finest`` (the fast mask path): the last stage runs at the size before it, without the finest
+        level -> [B, C, 72, 72]; every stage's weights still apply, so the features keep their statistics."""
         x = features[-1]
-        for i, skip in enumerate(reversed(features[:-1])):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="nearest") + skip
+        skips = list(reversed(features[:-1]))
+        for i, skip in enumerate(skips):
+            if not (skip_finest and i == len(skips) - 1):
+                x = F.interpolate(x, size=skip.shape[-2:], mode="nearest") + skip
             x = F.relu(self.norms[i](self.conv_layers[i](x)))
         return x
 
@@ -64,8 +68,8 @@ class MaskDecoder(nn.Module):
         batch, tokens, channels = encoder_tokens.shape
         grid = fpn_fine[-1].shape[-1] // 2
         encoder_map = encoder_tokens.transpose(1, 2).reshape(batch, channels, grid, grid)  # [B, C, G, G]
-        levels = fpn_fine[1:] if self.coarse_masks else fpn_fine  # coarse: stop at level 1 (2G x 2G)
-        pixels = self.instance_projection(self.pixel_decoder([*levels, encoder_map]))  # [B, C, 4G, 4G] or 2G
+        pixels = self.instance_projection(  # [B, C, 4G, 4G]; coarse: [B, C, 2G, 2G]
+            self.pixel_decoder([*fpn_fine, encoder_map], skip_finest=self.coarse_masks))
         mask_embed = self.mask_embedder(query_states)  # [B, Q, C]
         height, width = pixels.shape[-2:]
         masks = torch.matmul(mask_embed, pixels.flatten(2))  # [B, Q, C] @ [B, C, HW] -> [B, Q, HW]

@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="prompts one decode call takes (its prompt dimension runs from 1 to this; 1: a static "
                              "single-prompt decode)")
     parser.add_argument("--coarse-masks", action="store_true",
-                        help="opt-in fast mask path: the pixel decoder stops at 72x72 (504 px) and masks are "
-                             "upsampled 2x; saves about a third of each prompt's decode, costs mask detail")
+                        help="opt-in fast mask path: the pixel decoder's last stage runs at 72x72 (504 px) and "
+                             "masks are upsampled 2x; fewer FLOPs per prompt, coarser masks (README)")
     args = parser.parse_args(argv)
     if args.quantize == "int8" and args.calibration_videos is None:
         parser.error("--calibration-videos: required with --quantize int8 (a video file or a directory of videos)")

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-prompts", type=positive_int, default=DEFAULT_MAX_PROMPTS,
                         help="prompts one decode call takes (1: a static single-prompt decode)")
     parser.add_argument("--coarse-masks", action="store_true",
-                        help="opt-in fast mask path (pixel decoder stops at 72x72, masks upsampled 2x)")
+                        help="opt-in fast mask path (pixel decoder's last stage at 72x72, masks upsampled 2x)")
     args = parser.parse_args(argv)
     return run_export(lambda: export_onnx(OnnxExportConfig(
         checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), opset=args.opset,

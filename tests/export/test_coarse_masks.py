@@ -1,5 +1,5 @@
 """The opt-in fast mask path (issue #19, ``MaskDecoderConfig.coarse_masks`` / ``--coarse-masks``): the pixel
-decoder stops at FPN level 1 and the mask logits are upsampled to the usual size. Same weights, same output
+decoder's last stage runs at FPN level 1's size and the mask logits are upsampled to the usual size. Same weights, same output
 shapes, fewer FLOPs per prompt; an export with it records it and passes parity, also when
 ``python -m export.parity`` later compares it with the (full-path) checkpoint."""
 
@@ -18,14 +18,15 @@ def test_coarse_path_skips_the_finest_stage_and_upsamples(tiny_model):
     with torch.no_grad():
         full = decode(*inputs)
 
-    finest_stage_calls = []
+    last_stage_inputs = []
     tiny_model.mask_decoder.pixel_decoder.conv_layers[1].register_forward_hook(
-        lambda *args: finest_stage_calls.append(1))
+        lambda module, args, out: last_stage_inputs.append(tuple(args[0].shape[-2:])))
     assert tiny_model.set_coarse_masks(True).config.mask_decoder.coarse_masks
     coarse_gflop = module_gflops(decode, *inputs)
     with torch.no_grad():
         coarse = decode(*inputs)
-    assert finest_stage_calls == []  # the 144x144 stage never runs
+    fpn1_side = tiny_model.config.fpn_sizes[1]
+    assert last_stage_inputs == [(fpn1_side, fpn1_side)]  # the last stage runs at 72x72, not 144x144
     assert coarse[0].shape == full[0].shape  # masks at the contract's size
     for a, b in zip(coarse[1:], full[1:]):  # boxes, scores, presence, IoU do not depend on the mask path
         torch.testing.assert_close(a, b)
