@@ -100,6 +100,16 @@ class VideoDistillationConfig:
     loss_weights: LossWeights = field(default_factory=LossWeights)
     absent_prompt_prob: float = 0.2
     degraded_fraction: float | None = None
+    # training.memory_tasks: hide one object of the query frame under a grey box with this probability,
+    # and mask each valid context slot with this probability (0: off)
+    hide_object_prob: float = 0.0
+    slot_dropout: float = 0.0
+    # train the perceiver with QK-norm (efficient_sam3 MemoryConfig.perceiver_qk_norm); a student saved
+    # without it gets fresh query/key norms, and the trained model is saved with it
+    perceiver_qk_norm: bool = False
+    # train the perceiver with values that do not carry the position encodings
+    # (MemoryConfig.perceiver_value_pos False); the trained model is saved with it
+    perceiver_values_without_position: bool = False
     checkpoint_every: int = 100
     diagnostics_every: int = 25  # memory diagnostics (training.memory_diagnostics) every this many steps
     stop_after_steps: int | None = None
@@ -123,6 +133,8 @@ class VideoDistillationConfig:
         _check_probability(self, "absent_prompt_prob")
         if self.degraded_fraction is not None:
             _check_probability(self, "degraded_fraction")
+        _check_probability(self, "hide_object_prob")
+        _check_probability(self, "slot_dropout")
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
@@ -132,7 +144,8 @@ class VideoDistillationConfig:
 # the schedule and the optimisation, so the resumed run continues the same sequence).
 RESUME_FIELDS = ("context_frames", "max_objects_per_frame", "epochs", "steps_per_epoch", "lr", "perceiver_lr_scale",
                  "weight_decay", "warmup_steps", "min_lr_ratio", "batch_size", "grad_accum", "grad_clip",
-                 "loss_weights", "absent_prompt_prob", "degraded_fraction", "max_videos", "seed", "annotation_type")
+                 "loss_weights", "absent_prompt_prob", "degraded_fraction", "hide_object_prob", "slot_dropout",
+                 "perceiver_qk_norm", "perceiver_values_without_position", "max_videos", "seed", "annotation_type")
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,12 @@ class PipelineConfig:
     video_warmup_steps: int = 20
     video_grad_accum: int = 1
     video_degraded_fraction: float = 0.5
+    # issue #16's recipe options (training.memory_tasks; MemoryConfig.perceiver_qk_norm and
+    # perceiver_value_pos); 0 / False: off
+    video_hide_object_prob: float = 0.0
+    video_slot_dropout: float = 0.0
+    video_perceiver_qk_norm: bool = False
+    video_perceiver_values_without_position: bool = False
     context_frames: int = 8
     # Absent phrases prompted per held-out video for the concept metrics (each adds a decode per frame).
     eval_negative_prompts: int = 1

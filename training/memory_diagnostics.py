@@ -71,13 +71,7 @@ def _perceiver_attention(layer, media: torch.Tensor, latents: torch.Tensor, key_
     """The attention probabilities a PerceiverLayer computes: [B, h, M, T*HW + M]."""
     normed_latents = layer.norm_latents(latents)
     keys = torch.cat([layer.norm_media(media), normed_latents], dim=1)
-    attn = layer.attn
-    heads = attn.num_heads
-    q = attn.q_proj(normed_latents)
-    k = attn.k_proj(keys)
-    batch, num_queries, channels = q.shape
-    q = q.view(batch, num_queries, heads, channels // heads).transpose(1, 2)  # [B, h, M, d]
-    k = k.view(batch, k.shape[1], heads, channels // heads).transpose(1, 2)  # [B, h, Nk, d]
+    q, k, _ = layer.heads(normed_latents, keys)  # [B, h, M, d], [B, h, Nk, d] (QK-norm applied if on)
     scores = torch.matmul(q, k.transpose(-2, -1)) * (q.shape[-1] ** -0.5) + key_bias  # [B, h, M, Nk]
     return scores.softmax(dim=-1)
 
@@ -94,7 +88,7 @@ def measure_memory(model, forward, probe) -> MemoryDiagnostics:
     num_latents = perceiver.latents.shape[0]
 
     def on_layer(layer, args, output):
-        media, latents, key_bias = args
+        media, latents, key_bias = args[:3]
         probs = _perceiver_attention(layer, media, latents, key_bias)  # [B, h, M, Nk]
         context = probs[..., : probs.shape[-1] - num_latents].sum(dim=-1)  # [B, h, M]
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1)  # [B, h, M]

@@ -101,7 +101,10 @@ def run_default_pipeline(config: PipelineConfig) -> dict:
         steps_per_epoch=config.video_steps_per_epoch, lr=config.video_lr,
         perceiver_lr_scale=config.video_perceiver_lr_scale, warmup_steps=config.video_warmup_steps,
         grad_accum=config.video_grad_accum, degraded_fraction=config.video_degraded_fraction,
-        seed=config.seed, device=config.device, show_progress=config.show_progress))
+        hide_object_prob=config.video_hide_object_prob, slot_dropout=config.video_slot_dropout,
+        perceiver_qk_norm=config.video_perceiver_qk_norm,
+        perceiver_values_without_position=config.video_perceiver_values_without_position, seed=config.seed,
+        device=config.device, show_progress=config.show_progress))
     timings["video_stage_s"] = time.perf_counter() - mark
     log(f"video stage: {video.steps} steps, final loss {video.final_loss:.3f}")
 

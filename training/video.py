@@ -52,6 +52,7 @@ from training.distributed import DistributedContext, average_gradients, barrier,
 from training.frame_dataset import read_video_facts
 from training.image import seed_everything
 from training.losses import SegmentationLoss
+from training.memory_tasks import MemoryTaskConfig, augment_clip, task_rng
 from training.memory_diagnostics import MemoryDiagnostics, measure_memory, summarise
 from training.run_log import LOG_FILE, PLOT_FILE, RunLog, plot_loss_curves
 from training.schedule import warmup_cosine_scheduler
@@ -132,6 +133,22 @@ def memory_param_groups(model, lr: float, perceiver_lr_scale: float) -> list[dic
     names = sorted(trained_modules(perceiver_lr_scale), key=lambda name: name != "memory_cross_attn")
     return [{"params": list(getattr(model, name).parameters()),
              "lr": lr * perceiver_lr_scale if name == "perceiver_resampler" else lr} for name in names]
+
+
+def use_perceiver_qk_norm(model) -> None:
+    """Give the student's perceiver QK-norm (``MemoryConfig.perceiver_qk_norm``) unless it has it, and record
+    it in the model's config (saved checkpoints then rebuild it)."""
+    if model.config.memory.perceiver_qk_norm:
+        return
+    model.perceiver_resampler.enable_qk_norm()
+    model.config = replace(model.config, memory=replace(model.config.memory, perceiver_qk_norm=True))
+
+
+def use_perceiver_values_without_position(model) -> None:
+    """Make the student's perceiver read values without the position encodings (``MemoryConfig.perceiver_value_pos``
+    False; no parameter changes) and record it in the model's config."""
+    model.perceiver_resampler.value_pos = False
+    model.config = replace(model.config, memory=replace(model.config.memory, perceiver_value_pos=False))
 
 
 PROBE_CLIPS = 4  # clips of different videos the memory diagnostics compare
@@ -227,6 +244,10 @@ def _load_student(config: VideoDistillationConfig, context: DistributedContext) 
     if model.config.memory.context_frames != config.context_frames:
         raise ValueError(f"{directory}: the student's memory.context_frames is {model.config.memory.context_frames} "
                          f"(preset {model.config.preset!r}), this run uses context_frames {config.context_frames}")
+    if config.perceiver_qk_norm:
+        use_perceiver_qk_norm(model)
+    if config.perceiver_values_without_position:
+        use_perceiver_values_without_position(model)
     modules = trained_modules(config.perceiver_lr_scale)
     freeze_for_video_distillation(model, modules)
     check_trainable_modules(model, modules)
@@ -267,10 +288,14 @@ def _accumulate_gradients(config: VideoDistillationConfig, context: DistributedC
                           loss_fn: SegmentationLoss) -> dict[str, float]:
     """Forward and backward of one optimizer step's micro-batches; returns the step's mean loss terms."""
     sums: dict[str, float] = defaultdict(float)
+    tasks = MemoryTaskConfig(config.hide_object_prob, config.slot_dropout)
     for micro in range(config.grad_accum):
         first = (step_in_epoch * config.grad_accum + micro) * config.batch_size
         positions = range(first, first + config.batch_size)
         items = [plan.dataset[order[p]] for p in positions]
+        if tasks.active:
+            items = [augment_clip(item, tasks, task_rng(config.seed, epoch, context.rank, p))
+                     for item, p in zip(items, positions)]
         categories = [list(plan.facts[item["video_id"]].categories) for item in items]
         rngs = [sample_rng(config.seed, epoch, context.rank, p) for p in positions]
         batch = build_batch(items, categories, rngs, tokenizer, config.absent_prompt_prob).to(context.device)
@@ -453,6 +478,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grad-accum", type=positive_int, default=defaults.grad_accum)
     parser.add_argument("--degraded-fraction", type=probability, default=defaults.degraded_fraction,
                         help="share of query frames drawn from synthetic degraded frames")
+    parser.add_argument("--hide-object-prob", type=probability, default=defaults.hide_object_prob,
+                        help="share of clips whose query frame hides one random object under a grey box (the "
+                             "ground truth keeps it: only the memory can tell what is hidden)")
+    parser.add_argument("--slot-dropout", type=probability, default=defaults.slot_dropout,
+                        help="each valid context slot is masked with this probability (one always stays)")
+    parser.add_argument("--perceiver-qk-norm", action="store_true",
+                        help="normalise the perceiver's queries and keys per head (bounded attention logits)")
+    parser.add_argument("--perceiver-values-without-position", action="store_true",
+                        help="the perceiver's values hold the context features without their position and slot "
+                             "encodings (its keys keep them), so it cannot answer with a content-free map")
     parser.add_argument("--checkpoint-every", type=positive_int, default=defaults.checkpoint_every)
     parser.add_argument("--diagnostics-every", type=positive_int, default=defaults.diagnostics_every,
                         help="measure what the memory holds (retention, perceiver attention) every N steps")
@@ -493,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
             runs_dir=args.runs_dir, resume=resume, annotation_type=args.annotation_type, epochs=args.epochs,
             steps_per_epoch=args.steps_per_epoch, lr=args.lr, perceiver_lr_scale=args.perceiver_lr_scale,
             warmup_steps=args.warmup_steps, batch_size=args.batch_size, grad_accum=args.grad_accum,
-            degraded_fraction=args.degraded_fraction, checkpoint_every=args.checkpoint_every, diagnostics_every=args.diagnostics_every,
+            degraded_fraction=args.degraded_fraction, hide_object_prob=args.hide_object_prob,
+            slot_dropout=args.slot_dropout, perceiver_qk_norm=args.perceiver_qk_norm,
+            perceiver_values_without_position=args.perceiver_values_without_position, checkpoint_every=args.checkpoint_every, diagnostics_every=args.diagnostics_every,
             stop_after_steps=args.stop_after_steps, max_videos=args.max_videos,
             debug=args.debug, seed=args.seed, device=args.device,
             show_progress=sys.stderr.isatty())  # a progress bar on a terminal, not in logs
