@@ -249,7 +249,7 @@ def test_quick_run_wall_time_is_reported(quick_run):
     assert 0 < result["wall_time_s"] <= elapsed
     assert set(result["config"]["stage_s"]) == {"synthetic data", "geometry token", "students", "export",
                                                 "backends and anchors", "memory path and flops", "onnx int8",
-                                                "training side"}
+                                                "prompt batch", "training side"}
 
 
 # Unit checks of the parts ---------------------------------------------------------------------------
