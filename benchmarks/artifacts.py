@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from efficient_sam3.contract import DEFAULT_MAX_PROMPTS, METADATA_FORMAT_VERSION
+
 RANDOM_SEED = 0
 EXPORT_LABELS = ("onnx", "executorch_fp32", "executorch_int8")
 SKIPPED_EXPORT = ("--quick: exporting takes minutes (XNNPACK lowering alone ~3 min for tiny on 2 busy cores); "
@@ -80,8 +82,9 @@ def prepare_artifacts(preset: str, checkpoint: Path | None, directory: Path, pro
                       export_missing: bool = True, exports: tuple[str, ...] = EXPORT_LABELS) -> Artifacts:
     """Checkpoint (given or random) + its three exports under ``directory``.
 
-    An export already in ``directory`` whose metadata names this checkpoint's sha256 is reused (the random
-    checkpoint is deterministic, so a kept ``--work-dir`` skips exporting next time). A missing one is
+    An export already in ``directory`` of the current metadata format whose metadata names this checkpoint's
+    sha256 is reused (the random checkpoint is deterministic, so a kept ``--work-dir`` skips exporting next
+    time). A missing one is
     exported unless ``export_missing`` is False (``--quick``: lowering takes minutes), then its rows are
     skipped. ``exports``: which of EXPORT_LABELS to make (the others stay None, with no reason). The
     int8 export calibrates on ``calibration_videos`` (``calibration_frames`` frames; None: the
@@ -137,12 +140,15 @@ def _weights_sha256(checkpoint: Path) -> str:
 
 
 def _export_matches(metadata_path: Path, sha: str) -> bool:
-    """True if an export's metadata exists and names a checkpoint with these weights."""
+    """True if an export's metadata exists, names a checkpoint with these weights and is of the current
+    format (an older export, e.g. a single-prompt decode before version 3, is exported again)."""
     try:
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(metadata, dict) and metadata.get("source_checkpoint_sha256") == sha
+    return (isinstance(metadata, dict) and metadata.get("source_checkpoint_sha256") == sha
+            and metadata.get("format_version") == METADATA_FORMAT_VERSION
+            and metadata.get("max_prompts") == DEFAULT_MAX_PROMPTS)
 
 
 def export_onnx(checkpoint: Path, out_dir: Path, prompt: str) -> tuple[Path, str]:

@@ -26,7 +26,7 @@ def test_coarse_path_skips_the_finest_stage_and_upsamples(tiny_model):
     with torch.no_grad():
         coarse = decode(*inputs)
     fpn1_side = tiny_model.config.fpn_sizes[1]
-    assert last_stage_inputs == [(fpn1_side, fpn1_side)]  # the last stage runs at 72x72, not 144x144
+    assert set(last_stage_inputs) == {(fpn1_side, fpn1_side)}  # the last stage runs at 72x72, not 144x144
     assert coarse[0].shape == full[0].shape  # masks at the contract's size
     for a, b in zip(coarse[1:], full[1:]):  # boxes, scores, presence, IoU do not depend on the mask path
         torch.testing.assert_close(a, b)
