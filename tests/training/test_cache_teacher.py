@@ -275,6 +275,7 @@ def save_then_hang(tensors, filename, metadata=None):
     time.sleep(120)
 
 feature_cache.save_file = save_then_hang
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job starts with SIGINT ignored
 sys.exit(main(sys.argv[2:]))
 """
 
