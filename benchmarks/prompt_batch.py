@@ -31,14 +31,23 @@ DEFAULT_REPEATS = 3
 def decode_gflops(checkpoint: Path, prompts: int, coarse_masks: bool = False) -> dict[str, float]:
     """Eager GFLOP of one decode call for ``prompts`` prompts, and of its prompt-independent modules
     (``coarse_masks``: with the fast mask path, as an export made with ``--coarse-masks``)."""
+    return model_decode_gflops(_flops_model(checkpoint, coarse_masks), prompts)
+
+
+def _flops_model(checkpoint: Path, coarse_masks: bool):
+    from efficient_sam3 import EfficientSam3Model
+
+    model = EfficientSam3Model.from_pretrained(checkpoint).eval().requires_grad_(False)  # FlopCounterMode: no autograd
+    return model.set_coarse_masks(coarse_masks)
+
+
+def model_decode_gflops(model, prompts: int) -> dict[str, float]:
+    """``decode_gflops`` of a loaded model."""
     import torch
 
     from benchmarks.flops import module_gflops
-    from efficient_sam3 import EfficientSam3Model
     from export.wrappers import Decode
 
-    model = EfficientSam3Model.from_pretrained(checkpoint).eval().requires_grad_(False)  # FlopCounterMode: no autograd
-    model.set_coarse_masks(coarse_masks)
     decode = Decode(model)
     inputs = decode.example_inputs(num_prompts=prompts)
     shared = module_gflops(model.perceiver_resampler, inputs[3], inputs[4])
@@ -115,7 +124,8 @@ def prompt_batch_rows(name: str, program_path: Path, checkpoint: Path, threads: 
     """One row per P for the program ``name``."""
     timed, metadata = time_prompt_counts(program_path, threads, repeats)
     coarse = bool(metadata.get("coarse_masks", False))
-    flops = {count: decode_gflops(checkpoint, count, coarse) for count in timed}
+    model = _flops_model(checkpoint, coarse)  # loaded once for every P
+    flops = {count: model_decode_gflops(model, count) for count in timed}
     single = flops[1]
     rate = single["decode"] / (timed[1]["batched_ms"] / 1000.0)  # GFLOP/s of the single-prompt decode
     dependent = single["decode"] - single["shared"]
