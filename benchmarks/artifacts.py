@@ -96,15 +96,15 @@ def prepare_artifacts(preset: str, checkpoint: Path | None, directory: Path, pro
         checkpoint = save_random_checkpoint(preset, directory / f"{preset}-random")
     checkpoint = Path(checkpoint)
     artifacts = Artifacts(checkpoint=checkpoint, random_weights=random_weights)
-    sha = _weights_sha256(checkpoint)
+    sha = weights_sha256(checkpoint)
     candidates = (("onnx", "onnx_dir", "onnx_reason", directory / "onnx", directory / "onnx" / "metadata.json",
                    lambda: export_onnx(checkpoint, directory / "onnx", prompt)),
                   ("executorch_fp32", "pte_fp32", "pte_fp32_reason", directory / "model_fp32.pte",
                    directory / "model_fp32.pte.json",
-                   lambda: export_executorch(checkpoint, directory / "model_fp32.pte", prompt, quantize=False)),
+                   lambda: export_executorch(checkpoint, directory / "model_fp32.pte", prompt, "none")),
                   ("executorch_int8", "pte_int8", "pte_int8_reason", directory / "model_int8.pte",
                    directory / "model_int8.pte.json",
-                   lambda: export_executorch(checkpoint, directory / "model_int8.pte", prompt, quantize=True,
+                   lambda: export_executorch(checkpoint, directory / "model_int8.pte", prompt, "int8",
                                              calibration_videos=calibration_videos,
                                              calibration_frames=calibration_frames)))
     unknown = set(exports) - set(EXPORT_LABELS)
@@ -113,7 +113,7 @@ def prepare_artifacts(preset: str, checkpoint: Path | None, directory: Path, pro
     for label, path_attr, reason_attr, target, metadata, make in candidates:
         if label not in exports:
             continue
-        if _export_matches(metadata, sha):
+        if export_matches(metadata, sha):
             setattr(artifacts, path_attr, target)
             artifacts.export_notes[label] = f"reused {target} (same checkpoint sha256)"
             continue
@@ -131,7 +131,7 @@ def prepare_artifacts(preset: str, checkpoint: Path | None, directory: Path, pro
     return artifacts
 
 
-def _weights_sha256(checkpoint: Path) -> str:
+def weights_sha256(checkpoint: Path) -> str:
     digest = hashlib.sha256()
     with open(checkpoint / "model.safetensors", "rb") as handle:
         for block in iter(lambda: handle.read(1 << 24), b""):
@@ -139,16 +139,18 @@ def _weights_sha256(checkpoint: Path) -> str:
     return digest.hexdigest()
 
 
-def _export_matches(metadata_path: Path, sha: str) -> bool:
-    """True if an export's metadata exists, names a checkpoint with these weights and is of the current
-    format (an older export, e.g. a single-prompt decode before version 3, is exported again)."""
+def export_matches(metadata_path: Path, sha: str, expected: dict | None = None) -> bool:
+    """True if an export's metadata exists, names a checkpoint with these weights, is of the current
+    format (an older export, e.g. a single-prompt decode before version 3, is exported again) and has
+    the ``expected`` values (metadata key -> value)."""
     try:
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return (isinstance(metadata, dict) and metadata.get("source_checkpoint_sha256") == sha
             and metadata.get("format_version") == METADATA_FORMAT_VERSION
-            and metadata.get("max_prompts") == DEFAULT_MAX_PROMPTS)
+            and metadata.get("max_prompts") == DEFAULT_MAX_PROMPTS
+            and all(metadata.get(key) == value for key, value in (expected or {}).items()))
 
 
 def export_onnx(checkpoint: Path, out_dir: Path, prompt: str) -> tuple[Path, str]:
@@ -161,24 +163,26 @@ def export_onnx(checkpoint: Path, out_dir: Path, prompt: str) -> tuple[Path, str
     return result.directory, f"opset {result.opset}"
 
 
-def export_executorch(checkpoint: Path, out_path: Path, prompt: str, quantize: bool,
-                      calibration_videos: Path | None = None, calibration_frames: int | None = None
-                      ) -> tuple[Path, str]:
-    """export.executorch (XNNPACK; int8 calibrated on ``calibration_videos``) -> (.pte, a note)."""
-    from export.config import DEFAULT_CALIBRATION_FRAMES, ExecutorchExportConfig
+def export_executorch(checkpoint: Path, out_path: Path, prompt: str, quantize: str,
+                      calibration_videos: Path | None = None, calibration_frames: int | None = None,
+                      program: str = "all") -> tuple[Path, str]:
+    """export.executorch (XNNPACK; ``quantize`` one of export.config.QUANTIZATION_MODES, calibrated on
+    ``calibration_videos``; ``program`` one of contract.PROGRAM_PARTS) -> (.pte, a note)."""
+    from export.config import DEFAULT_CALIBRATION_FRAMES, ExecutorchExportConfig, is_quantized
     from export.executorch import export_executorch as run_export
 
-    if quantize and calibration_videos is None:
-        raise ValueError("int8 needs calibration videos and the synthetic data could not be written")
+    quantized = is_quantized(quantize)
+    if quantized and calibration_videos is None:
+        raise ValueError(f"{quantize} needs calibration videos and the synthetic data could not be written")
     config = ExecutorchExportConfig(
-        checkpoint=checkpoint, out=out_path, prompts=(prompt,), quantize="int8" if quantize else "none",
-        calibration_videos=calibration_videos if quantize else None,
-        calibration_frames=calibration_frames or DEFAULT_CALIBRATION_FRAMES)
+        checkpoint=checkpoint, out=out_path, prompts=(prompt,), quantize=quantize,
+        calibration_videos=calibration_videos if quantized else None,
+        calibration_frames=calibration_frames or DEFAULT_CALIBRATION_FRAMES, program=program)
     with contextlib.redirect_stdout(sys.stderr):
         result = run_export(config)
     outside = {name: sum(ops.values()) for name, ops in result.ops_outside_delegate.items()}
     note = ", ".join(f"{name}: {result.delegate_calls[name]} XNNPACK calls, {outside[name]} ops outside"
                      for name in result.delegate_calls)
-    if quantize:
+    if quantized:
         note += f"; calibrated on {config.calibration_frames} frames"
     return result.program, note

@@ -9,10 +9,12 @@ weight values. The checkpoint is exported with export/ (ONNX, ExecuTorch fp32, E
 work folder (exports already there for the same checkpoint are reused). ``--quick`` times fewer frames
 and skips the exports (unless reusable), the anchors, all but the torch runtime session and the SAM3
 teacher; it is the CI smoke run (tiny preset, under 3 minutes on 2 cores), and it skips the students
-and times the geometry token in eager only. Sections: latency, memory_path, flops, memory, onnx_int8,
-prompt_batch (benchmarks/prompt_batch.py), training, geometry_token, students (see each module's
-docstring for what is timed; benchmarks/students.py for the last two). The students run first after the synthetic data, so a failing student export fails the run
-before the long rows; ``--students-only`` runs just geometry_token and students.
+and times the geometry token in eager only. Sections: latency, memory_path, flops, memory, module_int8
+(benchmarks/module_int8.py), onnx_int8, device_files (benchmarks/device_files.py), prompt_batch
+(benchmarks/prompt_batch.py), training, geometry_token, students (see each module's docstring for what
+is timed; benchmarks/students.py for the last two). The students run first after the synthetic data,
+so a failing student export fails the run before the long rows; ``--students-only`` runs just
+geometry_token and students.
 
 Only the third-party anchors (benchmarks/anchors.py) may end up "unavailable" (a missing package, or
 their own failure). Every other row measures our own code (the synthetic data, our exports and backends,
@@ -43,6 +45,7 @@ from benchmarks.artifacts import (
     prepare_artifacts,
     save_random_checkpoint,
 )
+from benchmarks.device_files import device_file_rows, device_files_section, prepare_device_files
 from benchmarks.latency import LatencyStats, TimingPlan
 from benchmarks.memory import WorkerResult, WorkerSpec, run_in_subprocess
 from benchmarks.onnx_int8 import FP32_ROW, INT8_ROW, int8_directory, onnx_int8_rows, onnx_int8_section, \
@@ -226,14 +229,32 @@ def _main_sections(config: BenchConfig, work_dir: Path, sav_root: Path, num_vide
         sections += flops_sections(artifacts.checkpoint, measured, config.plan, config.prompt, config.quick)
     with _our_row("memory"):
         sections.append(memory_section(measured, artifacts))
+    with _stage("module int8", stage_s), _our_row("module int8"):
+        from benchmarks.module_int8 import measure_modules, module_int8_rows, module_int8_section
+
+        if config.quick:
+            rows = [Row.skipped("every module", "--quick (two exports per module take minutes)")]
+        else:
+            p50 = {m.name: m.latency.p50_ms for m in measured if m.latency is not None}
+            rows = module_int8_rows(measure_modules(artifacts.checkpoint, config.threads), p50.get("ExecuTorch int8"),
+                                    p50.get(ANCHORS["edgetam_video"].label))
+        sections.append(module_int8_section(rows))
+    held_out = None if config.quick else write_held_out(work_dir / "sav_held_out", num_videos=1, video_frames=41)
     with _stage("onnx int8", stage_s), _our_row("onnx int8"):
         if config.quick:
             reason = "--quick (quantizing and streaming both directories take minutes)"
             sections.append(onnx_int8_section([Row.skipped(FP32_ROW, reason), Row.skipped(INT8_ROW, reason)]))
         else:
-            held_out = write_held_out(work_dir / "sav_held_out", num_videos=1, video_frames=41)
             int8_dir = int8_directory(artifacts.onnx_dir, work_dir / "artifacts" / "onnx_int8", sav_root, held_out)
             sections.append(onnx_int8_section(onnx_int8_rows(artifacts.onnx_dir, int8_dir, held_out, config.threads)))
+    with _stage("device files", stage_s), _our_row("device files"):
+        if config.quick:
+            rows = [Row.skipped("every file", "--quick (two int8 exports take minutes)")]
+        else:
+            files = prepare_device_files(artifacts.checkpoint, work_dir / "artifacts" / "device", config.prompt,
+                                         sav_root)
+            rows = device_file_rows(artifacts.pte_fp32, files, held_out, config.threads)
+        sections.append(device_files_section(rows))
     with _stage("prompt batch", stage_s), _our_row("prompt batch"):
         programs = (("ExecuTorch fp32", artifacts.pte_fp32), ("ExecuTorch int8", artifacts.pte_int8),
                     ("ONNX Runtime fp32", artifacts.onnx_dir))

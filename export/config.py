@@ -7,7 +7,9 @@ from pathlib import Path
 
 from efficient_sam3.contract import DEFAULT_MAX_PROMPTS, PROGRAM_PARTS
 
-QUANTIZATION_MODES = ("none", "int8")
+# "int8-ffn4": int8 as "int8", with the transformers' feed-forward linears holding 4-bit weights
+# (export/quantize.py, ``int4_weight_modules``): the smaller on-device file.
+QUANTIZATION_MODES = ("none", "int8", "int8-ffn4")
 DEFAULT_CALIBRATION_FRAMES = 16
 DEFAULT_PARITY_FRAMES = 2
 
@@ -38,6 +40,11 @@ FP32_TOLERANCE = ParityTolerance(atol=1e-4, min_mask_iou=0.999, mean_mask_iou=0.
 # 0.89-0.93 (edge). Random weights give near-zero, noisy mask logits, so single queries drop to IoU 0.2:
 # the per-query bound is not gated for int8, the per-call mean is.
 INT8_TOLERANCE = ParityTolerance(atol=0.05, min_mask_iou=0.0, mean_mask_iou=0.85)
+# int8-ffn4 (the feed-forward linears' weights in 4 bits, per output channel), measured the same way: edge
+# mean mask IoU 0.915 on one prompt and 0.798 on the 8-prompt call, max |diff| 0.062 on logits; tiny 0.83-0.86
+# (int8 on the same frames: edge 0.89-0.93, tiny 0.94-0.96). 4-bit weights cost that much agreement with
+# fp32; the gate still refuses a broken export.
+INT8_FFN4_TOLERANCE = ParityTolerance(atol=0.1, min_mask_iou=0.0, mean_mask_iou=0.75)
 
 
 def check_prompts(prompts: tuple[str, ...]) -> None:
@@ -52,10 +59,17 @@ def check_max_prompts(max_prompts: int) -> None:
         raise ValueError(f"--max-prompts must be a positive integer, got {max_prompts!r}")
 
 
-def tolerance_for(quantization: str) -> ParityTolerance:
+def is_quantized(quantization: str) -> bool:
+    """Whether the mode calibrates on frames and quantizes convs and linears (every mode but "none")."""
     if quantization not in QUANTIZATION_MODES:
         raise ValueError(f"unknown quantization {quantization!r}; choose from {QUANTIZATION_MODES}")
-    return INT8_TOLERANCE if quantization == "int8" else FP32_TOLERANCE
+    return quantization != "none"
+
+
+def tolerance_for(quantization: str) -> ParityTolerance:
+    if quantization == "int8-ffn4":
+        return INT8_FFN4_TOLERANCE
+    return INT8_TOLERANCE if is_quantized(quantization) else FP32_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -63,14 +77,14 @@ class ExecutorchExportConfig:
     checkpoint: Path
     out: Path  # the .pte; its metadata goes to <out>.json
     prompts: tuple[str, ...] = ()
-    quantize: str = "none"
+    quantize: str = "none"  # one of QUANTIZATION_MODES
     calibration_videos: Path | None = None
     calibration_frames: int = DEFAULT_CALIBRATION_FRAMES
     # Frames for the parity check run before the program is moved into place (None: the calibration
     # videos, else generated frames) and how many of them.
     parity_frames: Path | None = None
     parity_num_frames: int = DEFAULT_PARITY_FRAMES
-    # None: FP32_TOLERANCE or INT8_TOLERANCE by ``quantize``.
+    # None: tolerance_for(quantize).
     parity_tolerance: ParityTolerance | None = None
     # Which entry points the .pte holds (efficient_sam3.contract.PROGRAM_PARTS): "all"; "frame" (what a
     # device runs per frame, prompts from the metadata); "text" (the text encoder alone, always fp32).
@@ -90,8 +104,8 @@ class ExecutorchExportConfig:
         check_prompts(self.prompts)
         if self.parity_num_frames < 1:
             raise ValueError(f"parity_num_frames must be >= 1, got {self.parity_num_frames}")
-        if self.quantize == "int8" and self.calibration_videos is None:
-            raise ValueError("--quantize int8 needs --calibration-videos (a video file or a directory of videos)")
+        if is_quantized(self.quantize) and self.calibration_videos is None:
+            raise ValueError(f"--quantize {self.quantize} needs --calibration-videos (a video file or a directory of videos)")
         if self.calibration_frames < 1:
             raise ValueError(f"calibration_frames must be >= 1, got {self.calibration_frames}")
         if Path(self.out).suffix != ".pte":

@@ -39,7 +39,8 @@ from efficient_sam3 import EfficientSam3Model
 from efficient_sam3.cli import ArgumentParser, non_empty_text, positive_int
 from efficient_sam3.files import atomic_path, check_creatable
 from export.command import run_export
-from export.config import DEFAULT_CALIBRATION_FRAMES, DEFAULT_PARITY_FRAMES, ExecutorchExportConfig, tolerance_for
+from export.config import (DEFAULT_CALIBRATION_FRAMES, DEFAULT_PARITY_FRAMES, QUANTIZATION_MODES, ExecutorchExportConfig,
+                           is_quantized, tolerance_for)
 from export.frames import read_frames, to_pixel_values
 from export.fuse import deployment_model
 from export.lowering import check_delegation, count_delegates, lower_to_xnnpack, ops_outside_delegate
@@ -76,11 +77,12 @@ def export_programs(model: EfficientSam3Model, config: ExecutorchExportConfig,
                     timer: StageTimer) -> dict[str, torch.export.ExportedProgram]:
     """torch.export of the entry points ``config.program`` names (int8: encode_frame and decode quantized)."""
     methods = PROGRAM_PARTS[config.program]
-    if config.quantize == "int8":
+    if is_quantized(config.quantize):
         from export.quantize import quantize_entry_points
 
-        with timer.stage(f"calibrate and quantize (int8, {config.calibration_frames} frames)"):
-            programs = quantize_entry_points(model, _calibration_inputs(model, config), config.max_prompts)
+        with timer.stage(f"calibrate and quantize ({config.quantize}, {config.calibration_frames} frames)"):
+            programs = quantize_entry_points(model, _calibration_inputs(model, config), config.max_prompts,
+                                             int4_ffn=config.quantize == "int8-ffn4")
         if "encode_text" in methods:
             with timer.stage("torch.export encode_text (fp32)"):
                 text = EncodeText(model)
@@ -167,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description="Export EfficientSAM3 to an ExecuTorch program (XNNPACK).")
     parser.add_argument("--checkpoint", required=True, type=Path, help="save_pretrained directory")
     parser.add_argument("--out", required=True, type=pte_path, help="output .pte (metadata goes to <out>.json)")
-    parser.add_argument("--quantize", choices=("none", "int8"), default="none")
+    parser.add_argument("--quantize", choices=QUANTIZATION_MODES, default="none",
+                        help="int8: convs and linears in int8 (calibrated); int8-ffn4: the same with the "
+                             "transformers' feed-forward linears in 4-bit weights (a smaller file)")
     parser.add_argument("--prompt", action="append", default=[], type=non_empty_text,
                         help="prompt whose features are stored (repeatable)")
     parser.add_argument("--calibration-videos", type=Path, default=None,
@@ -187,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="opt-in fast mask path: the pixel decoder's last stage runs at 72x72 (504 px) and "
                              "masks are upsampled 2x; fewer FLOPs per prompt, coarser masks (README)")
     args = parser.parse_args(argv)
-    if args.quantize == "int8" and args.calibration_videos is None:
-        parser.error("--calibration-videos: required with --quantize int8 (a video file or a directory of videos)")
+    if is_quantized(args.quantize) and args.calibration_videos is None:
+        parser.error(f"--calibration-videos: required with --quantize {args.quantize} (a video file or a directory of videos)")
     return run_export(lambda: export_executorch(ExecutorchExportConfig(
         checkpoint=args.checkpoint, out=args.out, prompts=tuple(args.prompt), quantize=args.quantize,
         calibration_videos=args.calibration_videos, calibration_frames=args.calibration_frames,

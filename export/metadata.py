@@ -6,7 +6,7 @@ It names what the program expects and where it came from, so a runtime needs not
      "context_frames" (T), "memory_stride", "num_queries", "max_text_length", "hidden_size",
      the pixel spec ("image_mean", "image_std", "color_order", "resize"), the grids ("fpn_sizes",
      "mask_size", "memory_grid"), "slot_order", "source_checkpoint", "source_checkpoint_sha256",
-     "quantization": "none" | "int8", "max_prompts" (prompts one decode call takes),
+     "quantization": "none" | "int8" | "int8-ffn4", "max_prompts" (prompts one decode call takes),
      "coarse_masks" (the opt-in fast mask path; provenance, the runtime needs nothing from it),
      "prompts": [{"text", "input_ids", "attention_mask", "text_features" [L x 256]}],
      "methods" (executorch) | "files" (onnx): {method: file name}, "output_names": {method: [...]},

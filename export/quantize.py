@@ -8,6 +8,11 @@ attention logits and LayerNorm statistics are where int8 loses most accuracy. Va
 parameters alone (the sine encodings of the learned reference boxes) are never quantized.
 ``encode_text`` runs once per prompt and stays fp32.
 
+Mode "int8-ffn4" (the smaller on-device file): the feed-forward linears of the transformer stacks
+(``int4_weight_modules``: DETR encoder, DETR decoder, geometry encoder, the prompt MLP before scoring; 16.8 M of the edge
+preset's 56.7 M frame-program weights) keep 4-bit weights (per output channel, symmetric [-8, 7]; XNNPACK
+stores two per byte and runs them as qs8-qc4w) with int8 activations as everywhere else.
+
 Calibration inputs for ``decode`` are built the way the runtime builds them: FPN levels of a real
 frame, the level-3 features of the frames before it as memory (slot T-1 = most recent, missing
 older slots masked False), and the prompt's text features.
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from efficient_sam3.attention import FeedForward
 from export.wrappers import Decode, EncodeFrame
 
 QUANTIZED_OPS = (
@@ -93,17 +99,33 @@ def _in_modules(node: torch.fx.Node, modules: tuple[str, ...]) -> bool:
     return False
 
 
-def build_quantizer(graph: torch.fx.Graph, fp32_modules: tuple[str, ...] = ()):
+# "int8-ffn4": the linears of the feed-forward blocks of these transformer stacks, and SAM3's prompt MLP
+# before scoring, keep 4-bit weights (edge: 2048-wide, 16.8 M weights; the attention projections, the
+# perceiver and the backbone stay int8).
+INT4_FFN_STACKS = ("detr_encoder", "detr_decoder", "geometry_encoder")
+INT4_PROMPT_MLP = "dot_product_scoring.text_mlp"
+
+
+def int4_weight_modules(model) -> tuple[str, ...]:
+    """Module paths (in ``EfficientSam3Model``) of the linears "int8-ffn4" quantizes to 4-bit weights."""
+    parents = [name for name, module in model.named_modules()
+               if name.split(".")[0] in INT4_FFN_STACKS and isinstance(module, FeedForward)]
+    parents.append(INT4_PROMPT_MLP)
+    return tuple(f"{parent}.{name}" for parent in parents
+                 for name, module in model.get_submodule(parent).named_modules() if isinstance(module, nn.Linear))
+
+
+def build_quantizer(graph: torch.fx.Graph, fp32_modules: tuple[str, ...] = (), int4_modules: tuple[str, ...] = ()):
+    """XNNPACK quantizer: int8 per-channel weights and per-tensor activations for QUANTIZED_OPS on the
+    program's inputs, except ``fp32_modules``; 4-bit weights for the linears ``int4_modules`` names
+    (module paths in the model)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
+    from torchao.quantization.pt2e.quantizer import ComposableQuantizer
 
     dependent = _input_dependent_nodes(graph)
-    config = get_symmetric_quantization_config(is_per_channel=True)
-    quantizer = XNNPACKQuantizer()
-    for op in QUANTIZED_OPS:
-        quantizer.set_operator_type(op, config)
 
     def quantize_node(node: torch.fx.Node) -> bool:
         if node.op == "get_attr":  # weights and biases of a matched conv/linear
@@ -114,23 +136,36 @@ def build_quantizer(graph: torch.fx.Graph, fp32_modules: tuple[str, ...] = ()):
         return (node in dependent and _is_float(node) and not _feeds_pad(node)
                 and not _in_modules(node, fp32_modules))
 
-    quantizer.set_filter_function(quantize_node)
-    return quantizer
+    quantizer = XNNPACKQuantizer()
+    for op in QUANTIZED_OPS:
+        quantizer.set_operator_type(op, get_symmetric_quantization_config(is_per_channel=True))
+    quantizer.set_filter_function(lambda node: quantize_node(node) and not _in_modules(node, int4_modules))
+    if not int4_modules:
+        return quantizer
+    # A second quantizer for the 4-bit linears, by operator type and filter: XNNPACKQuantizer's
+    # module-name configs annotate every pattern of the graph's concatenations regardless of the module.
+    int4 = XNNPACKQuantizer()
+    int4.set_operator_type(torch.ops.aten.linear.default,
+                           get_symmetric_quantization_config(is_per_channel=True, weight_qmin=-8, weight_qmax=7))
+    int4.set_filter_function(lambda node: quantize_node(node) and _in_modules(node, int4_modules))
+    return ComposableQuantizer([quantizer, int4])
 
 
 def quantize_method(wrapper: nn.Module, calibration: list[tuple[torch.Tensor, ...]],
                     fp32_modules: tuple[str, ...] = (), example: tuple[torch.Tensor, ...] | None = None,
-                    dynamic_shapes: tuple | None = None) -> torch.export.ExportedProgram:
+                    dynamic_shapes: tuple | None = None,
+                    int4_modules: tuple[str, ...] = ()) -> torch.export.ExportedProgram:
     """export -> prepare_pt2e -> calibrate -> convert_pt2e -> export again (ready for lowering).
-    ``fp32_modules``: module paths of the model left in fp32 (``modules_kept_fp32``); ``example`` and
-    ``dynamic_shapes``: what both exports trace with (None: the first calibration input, static)."""
+    ``fp32_modules``: module paths of the model left in fp32 (``modules_kept_fp32``); ``int4_modules``:
+    linears with 4-bit weights (``int4_weight_modules``); ``example`` and ``dynamic_shapes``: what both
+    exports trace with (None: the first calibration input, static)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     if not calibration:
         raise ValueError("int8 quantization needs at least one calibration input")
     example = calibration[0] if example is None else example
     module = torch.export.export(wrapper, example, dynamic_shapes=dynamic_shapes).module()
-    prepared = prepare_pt2e(module, build_quantizer(module.graph, fp32_modules))
+    prepared = prepare_pt2e(module, build_quantizer(module.graph, fp32_modules, int4_modules))
     with torch.no_grad():
         for inputs in calibration:
             prepared(*inputs)
@@ -157,13 +192,17 @@ def build_calibration_set(model, frames: list[torch.Tensor], text_features: torc
     return CalibrationSet(encode_frame=encode_inputs, decode=decode_inputs)
 
 
-def quantize_entry_points(model, calibration: CalibrationSet,
-                          max_prompts: int) -> dict[str, torch.export.ExportedProgram]:
+def quantize_entry_points(model, calibration: CalibrationSet, max_prompts: int,
+                          int4_ffn: bool = False) -> dict[str, torch.export.ExportedProgram]:
     """int8 programs for encode_frame and decode (1 to ``max_prompts`` prompts, calibrated with one);
-    encode_text is exported in fp32 by the caller."""
+    ``int4_ffn``: the feed-forward linears with 4-bit weights ("int8-ffn4"). encode_text is exported
+    in fp32 by the caller."""
     decode = Decode(model)
     example, dynamic_shapes = decode.export_arguments(max_prompts)
+    int4_modules = int4_weight_modules(model) if int4_ffn else ()
     return {
-        "encode_frame": quantize_method(EncodeFrame(model), calibration.encode_frame, modules_kept_fp32(model.config)),
-        "decode": quantize_method(decode, calibration.decode, example=example, dynamic_shapes=dynamic_shapes),
+        "encode_frame": quantize_method(EncodeFrame(model), calibration.encode_frame, modules_kept_fp32(model.config),
+                                        int4_modules=int4_modules),
+        "decode": quantize_method(decode, calibration.decode, example=example, dynamic_shapes=dynamic_shapes,
+                                  int4_modules=int4_modules),
     }

@@ -22,8 +22,8 @@ from benchmarks.run import BenchConfig, main, measure_backends
 from benchmarks.sections import THIRD_PARTY_ROWS, RowFailed, require_measured
 from benchmarks.students import STUDENTS, parse_students
 
-SECTIONS = {"latency", "memory_path", "flops", "memory", "onnx_int8", "prompt_batch", "training", "geometry_token",
-            "students"}
+SECTIONS = {"latency", "memory_path", "flops", "memory", "module_int8", "onnx_int8", "device_files", "prompt_batch",
+            "training", "geometry_token", "students"}
 OUR_ROWS = ["PyTorch eager", "PyTorch eager, fused (deployment form)", "ONNX Runtime", "ExecuTorch fp32",
             "ExecuTorch int8"]
 
@@ -248,8 +248,8 @@ def test_quick_run_wall_time_is_reported(quick_run):
     result, _, elapsed = quick_run
     assert 0 < result["wall_time_s"] <= elapsed
     assert set(result["config"]["stage_s"]) == {"synthetic data", "geometry token", "students", "export",
-                                                "backends and anchors", "memory path and flops", "onnx int8",
-                                                "prompt batch", "training side"}
+                                                "backends and anchors", "memory path and flops", "module int8",
+                                                "onnx int8", "device files", "prompt batch", "training side"}
 
 
 # Unit checks of the parts ---------------------------------------------------------------------------

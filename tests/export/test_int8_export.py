@@ -42,18 +42,27 @@ def test_int8_encode_frame_is_quantized_and_close_to_fp32(tiny_checkpoint, sav_v
         assert 0 < error <= INT8_TOLERANCE.atol  # quantized (not bit-exact), yet close
 
 
-def test_full_int8_export_stays_within_its_tolerance(tiny_checkpoint, sav_videos, executorch_export, tmp_path):
+def test_full_int8_exports_stay_within_their_tolerance(tiny_checkpoint, sav_videos, executorch_export, tmp_path):
+    """int8, and int8-ffn4 (the feed-forward linears' weights in 4 bits): both pass the int8 parity gate,
+    and int8-ffn4 is smaller by half a byte per feed-forward weight."""
     from export.executorch import export_executorch
     from export.metadata import read_metadata
+    from export.quantize import int4_weight_modules
 
-    config = ExecutorchExportConfig(checkpoint=tiny_checkpoint, out=tmp_path / "int8.pte", prompts=("red circle",),
-                                    quantize="int8", calibration_videos=sav_videos / "train", calibration_frames=4,
-                                    parity_frames=sav_videos / "val", parity_num_frames=1)
-    result = export_executorch(config)
-    assert result.parity.passed, result.parity.format()
-    assert read_metadata(result.metadata)["quantization"] == "int8"
-    assert result.size_bytes < 0.6 * executorch_export.size_bytes
-    assert not ops_outside_delegate_kinds(result)
+    results = {}
+    for mode in ("int8", "int8-ffn4"):
+        config = ExecutorchExportConfig(checkpoint=tiny_checkpoint, out=tmp_path / f"{mode}.pte", prompts=("red circle",),
+                                        quantize=mode, calibration_videos=sav_videos / "train", calibration_frames=4,
+                                        parity_frames=sav_videos / "val", parity_num_frames=1)
+        results[mode] = result = export_executorch(config)
+        assert result.parity.passed, result.parity.format()
+        assert read_metadata(result.metadata)["quantization"] == mode
+        assert not ops_outside_delegate_kinds(result)
+    assert results["int8"].size_bytes < 0.6 * executorch_export.size_bytes
+    model = EfficientSam3Model.from_pretrained(tiny_checkpoint)
+    ffn_weights = sum(model.get_submodule(name).weight.numel() for name in int4_weight_modules(model))
+    saved = results["int8"].size_bytes - results["int8-ffn4"].size_bytes
+    assert saved == pytest.approx(ffn_weights / 2, rel=0.05)
 
 
 def ops_outside_delegate_kinds(result) -> set[str]:
