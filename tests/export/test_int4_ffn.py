@@ -73,16 +73,17 @@ def _lowered_size_and_output(int4_modules, x):
 
 
 def test_int4_weights_halve_the_feed_forward_bytes_and_stay_close():
-    x = torch.randn(1, 32, 64)
+    x = torch.randn(1, 32, 64, generator=torch.Generator().manual_seed(1))
     int8_size, int8_output, reference = _lowered_size_and_output((), x)
     int4_size, int4_output, _ = _lowered_size_and_output(("detr_encoder.mlp.fc1", "detr_encoder.mlp.fc2"), x)
     ffn_weights = 2 * 64 * 512
     # Two 4-bit weights per byte: the file loses half a byte per feed-forward weight (scales, biases and
     # the int8 projection unchanged).
     assert int8_size - int4_size == pytest.approx(ffn_weights / 2, rel=0.05)
-    scale = float(reference.abs().max())
-    int8_error = float((int8_output - reference).abs().max())
-    int4_error = float((int4_output - reference).abs().max())
+    # Mean error: the largest one is set by the int8 activations both share; 4-bit weights add to the rest.
+    scale = float(reference.abs().mean())
+    int8_error = float((int8_output - reference).abs().mean())
+    int4_error = float((int4_output - reference).abs().mean())
     assert 0 < int8_error < int4_error < 0.2 * scale  # coarser than int8, still the same function
 
 
