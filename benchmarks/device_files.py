@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.program_comparison import REFERENCE, compare_programs
+from benchmarks.program_comparison import QUALITY_COLUMNS, REFERENCE, compare_programs
 from benchmarks.report import Column, Row, Section
 
 SIZE_GOAL_MB = 50.0
@@ -96,10 +96,7 @@ def device_files_section(rows: list[Row]) -> Section:
         key="device_files", title="On-device files: frame programs (int8, int8-ffn4) and the text program",
         columns=[Column("size_mb", "MB"), Column("with_text_mb", "MB with text program"),
                  Column("p50_ms", "p50 ms"), Column("ratio_vs_reference", "× fp32", "{:.2f}"),
-                 Column("parity_min_mean_mask_iou", "parity mean IoU (min)", "{:.3f}"),
-                 Column("parity_max_abs_diff", "parity max|diff|", "{:.4f}"), Column("jf", "J&F"),
-                 Column("jf_vs_reference", "J&F vs fp32 masks"),
-                 Column("stream_mask_iou_vs_reference", "stream mask IoU vs fp32", "{:.3f}")],
+                 *QUALITY_COLUMNS],
         rows=rows, detail_keys=("quantization", "size_goal", "threads"),
         notes=["A device with fixed prompts runs only the frame program (the prompts' text features are in its "
                "metadata); the text program adds prompts on the device. int8-ffn4: int8 with the transformers' "
@@ -122,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", default="red circle")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    files = prepare_device_files(args.checkpoint, args.out_dir, args.prompt, args.calibration_videos)
-    print(render_section(device_files_section(device_file_rows(args.reference, files, args.videos, args.threads))))
+    from efficient_sam3.cli import fail
+
+    try:
+        files = prepare_device_files(args.checkpoint, args.out_dir, args.prompt, args.calibration_videos)
+        rows = device_file_rows(args.reference, files, args.videos, args.threads)
+    except (OSError, ValueError) as err:
+        return fail(err)
+    print(render_section(device_files_section(rows)))
     return 0
 
 

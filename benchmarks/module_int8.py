@@ -216,8 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from benchmarks.report import render_section
 
+    from efficient_sam3.cli import fail
+
     modules = tuple(args.modules.split(",")) if args.modules else None
-    timings = measure_modules(args.checkpoint, args.threads, args.runs, modules=modules)
+    try:
+        timings = measure_modules(args.checkpoint, args.threads, args.runs, modules=modules)
+    except (OSError, ValueError) as err:
+        return fail(err)
     section = module_int8_section(module_int8_rows(timings))
     print(render_section(section))
     return 0

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.program_comparison import REFERENCE, RANDOM_WEIGHTS_SCORE_THRESHOLD, compare_programs
+from benchmarks.program_comparison import QUALITY_COLUMNS, REFERENCE, RANDOM_WEIGHTS_SCORE_THRESHOLD, compare_programs
 from benchmarks.report import Column, Row, Section
 
 FP32_ROW = "ONNX Runtime fp32"
@@ -80,10 +80,7 @@ def onnx_int8_section(rows: list[Row]) -> Section:
         columns=[Column("p50_ms", "p50 ms"), Column("fps", "FPS", "{:.2f}"),
                  Column("ratio_vs_reference", "× fp32", "{:.2f}"),
                  Column("size_per_frame_mb", "encode+decode MB"), Column("size_total_mb", "dir MB"),
-                 Column("parity_min_mean_mask_iou", "parity mean IoU (min)", "{:.3f}"),
-                 Column("parity_max_abs_diff", "parity max|diff|", "{:.4f}"), Column("jf", "J&F"),
-                 Column("jf_vs_reference", "J&F vs fp32 masks"),
-                 Column("stream_mask_iou_vs_reference", "stream mask IoU vs fp32", "{:.3f}")],
+                 *QUALITY_COLUMNS],
         rows=rows, detail_keys=("preset", "threads", "score_threshold"),
         notes=["Latency: encode_frame + decode, 1 prompt, full memory, fp32 and int8 interleaved in one process; "
                "× fp32 = median of per-frame int8/fp32 ratios.",

@@ -29,11 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report import Column
+
 # Random-weight models score every query about 0.26-0.29 (sigmoid(logit) x sigmoid(presence)), so the
 # runtime's default threshold (0.5) keeps nothing and J&F would compare two empty outputs.
 RANDOM_WEIGHTS_SCORE_THRESHOLD = 0.2
 WARMUP_FRAMES = 2  # untimed frames of each program before timing
 REFERENCE = "reference"  # the key of the reference program in every dict below
+# The report columns of compare_programs' parity and quality metrics (the sections add latency and sizes).
+QUALITY_COLUMNS = (Column("parity_min_mean_mask_iou", "parity mean IoU (min)", "{:.3f}"),
+                   Column("parity_max_abs_diff", "parity max|diff|", "{:.4f}"), Column("jf", "J&F"),
+                   Column("jf_vs_reference", "J&F vs fp32 masks"),
+                   Column("stream_mask_iou_vs_reference", "stream mask IoU vs fp32", "{:.3f}"))
 
 
 def _held_out_pixels(videos: Path, count: int, image_size: int) -> list[np.ndarray]:
