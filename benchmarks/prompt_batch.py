@@ -120,9 +120,11 @@ def time_prompt_counts(program_path: Path, threads: int, repeats: int = DEFAULT_
 
 
 def prompt_batch_rows(name: str, program_path: Path, checkpoint: Path, threads: int,
-                      repeats: int = DEFAULT_REPEATS) -> list[Row]:
-    """One row per P for the program ``name``."""
-    timed, metadata = time_prompt_counts(program_path, threads, repeats)
+                      repeats: int = DEFAULT_REPEATS, counts: tuple[int, ...] = PROMPT_COUNTS) -> list[Row]:
+    """One row per P in ``counts`` (which must include 1, the rate's reference) for the program ``name``."""
+    if 1 not in counts:
+        raise ValueError(f"prompt counts must include 1 (the single-prompt rate sets the budget), got {counts}")
+    timed, metadata = time_prompt_counts(program_path, threads, repeats, counts)
     coarse = bool(metadata.get("coarse_masks", False))
     model = _flops_model(checkpoint, coarse)  # loaded once for every P
     flops = {count: model_decode_gflops(model, count) for count in timed}

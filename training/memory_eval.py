@@ -198,7 +198,8 @@ def _cached_features(cache_dir: Path, video_id: str, annotation) -> list[torch.T
 
 @torch.inference_mode()
 def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: PromptTokenizer, threshold: float,
-                    rules: tuple[str, ...], device: torch.device, max_negative_prompts: int | None) -> _VideoScores:
+                    rules: tuple[str, ...], device: torch.device, max_negative_prompts: int | None,
+                    conditions: tuple[str, ...] = CONDITIONS) -> _VideoScores:
     """``control_files``: the video whose cached features make the other-video control (None: this
     video's own, reversed)."""
     annotation = load_annotation(files.json_path)
@@ -219,12 +220,12 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
     gt = np.stack([annotation.decode_masks(k, all_slots) for k in range(num_frames)], axis=1)  # [O, K, H, W]
     size = (annotation.height, annotation.width)
     slots = model.config.memory.context_frames
-    num_conditions = len(CONDITIONS)
+    num_conditions = len(conditions)
     input_ids, attention_mask = tokenizer(prompts)
     all_text = model.encode_text(input_ids.to(device), attention_mask.to(device))  # [prompts, L, C]
-    keys = [(rule, condition) for rule in rules for condition in CONDITIONS]
+    keys = [(rule, condition) for rule in rules for condition in conditions]
     pred = {key: np.zeros_like(gt) for key in keys}
-    tracks = {(c, p): _PromptTracks() for c in CONDITIONS for p in prompts}  # primary rule, for concept metrics
+    tracks = {(c, p): _PromptTracks() for c in conditions for p in prompts}  # primary rule, for concept metrics
     student: list[torch.Tensor] = []
     with VideoFrameReader(files.video_path, size) as reader:
         check_video_matches(reader, annotation)
@@ -235,8 +236,10 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
             if k not in frames:
                 student.append(vision.memory_features[0])
                 continue
-            memories = [_memory(cached, k, slots), _memory(student, k, slots), _memory(control, k, slots)]
-            memories.insert(0, (torch.zeros_like(memories[0][0]), torch.zeros_like(memories[0][1])))
+            sources = {"memory_on": cached, "memory_on_student_features": student, "memory_on_other_video": control}
+            shape = _memory(cached, k, slots)
+            memories = [_memory(sources[c], k, slots) if c in sources else  # memory_off: no valid slot
+                        (torch.zeros_like(shape[0]), torch.zeros_like(shape[1])) for c in conditions]
             # Prompts in chunks: the decoder's attention memory grows with the batch (conditions x prompts).
             for start in range(0, len(prompts), PROMPTS_PER_BATCH):
                 chunk = prompts[start:start + PROMPTS_PER_BATCH]
@@ -252,7 +255,7 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
                 query_prob, presence_prob = out.pred_logits.sigmoid(), out.presence_logits.sigmoid()  # [rows, Q/1]
                 for rule, condition in keys:
                     for p, prompt in enumerate(chunk):
-                        row = CONDITIONS.index(condition) * len(chunk) + p
+                        row = conditions.index(condition) * len(chunk) + p
                         instances, scores = _instances(out.pred_masks[row], query_prob[row], presence_prob[row, 0],
                                                        threshold, size, rule)
                         if rule == rules[0]:
@@ -263,7 +266,7 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
             student.append(vision.memory_features[0])
     result = _VideoScores(j={}, f={}, j_frames={}, degraded=np.array([k in degraded for k in frames]),
                           pairs={c: [_phrase_pair(files.video_id, p, gt[:, frames], objects_of.get(p, []),
-                                                  tracks[c, p]) for p in prompts] for c in CONDITIONS})
+                                                  tracks[c, p]) for p in prompts] for c in conditions})
     for key in keys:
         score = score_video(gt, pred[key])
         result.j[key], result.f[key] = score.j, score.f
@@ -275,8 +278,11 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
 
 def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshold: float = DEFAULT_THRESHOLD,
                     device: str = "cpu", annotation_type: str = "manual", show_progress: bool = True,
-                    rules: tuple[str, ...] = RULES, max_negative_prompts: int | None = None) -> MemoryEvalResult:
-    """Score ``model`` on every video under ``sav_root`` under the four memory conditions.
+                    rules: tuple[str, ...] = RULES, max_negative_prompts: int | None = None,
+                    conditions: tuple[str, ...] = CONDITIONS) -> MemoryEvalResult:
+    """Score ``model`` on every video under ``sav_root`` under the memory ``conditions`` (default: all four;
+    a study may leave out ``memory_on_student_features``, which differs from ``memory_on`` only by the
+    cache's float16 rounding when the cache's teacher is the student itself).
 
     ``rules``: which queries are instances (see ``_instances``), each scored from the same forward
     passes; the first is the primary one. ``max_negative_prompts``: at most this many of a video's absent
@@ -286,6 +292,9 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
     """
     if not rules or any(rule not in RULES for rule in rules):
         raise ValueError(f"rules must be a non-empty subset of {RULES}, got {rules!r}")
+    if not conditions or any(c not in CONDITIONS for c in conditions) or len(set(conditions)) < len(conditions):
+        raise ValueError(f"conditions must be distinct names out of {CONDITIONS}, got {conditions!r}")
+    conditions = tuple(c for c in CONDITIONS if c in conditions)  # the table's fixed order
     started = time.perf_counter()
     device = torch.device(device)
     model = model.to(device).eval()
@@ -300,19 +309,19 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
         control_files = videos[(index + 1) % len(videos)] if len(videos) > 1 else None
         try:
             video = _evaluate_video(model, files, Path(cache_dir), control_files, tokenizer, threshold, tuple(rules),
-                                    device, max_negative_prompts)
+                                    device, max_negative_prompts, conditions)
         except (SAVFormatError, CacheFileError, ValueError) as error:
             skipped[files.video_id] = str(error)
             continue
         scores.append(video)
         for rule in rules:
             per_video.setdefault(rule, {})[files.video_id] = {
-                c: float(100 * np.nanmean((video.j[rule, c] + video.f[rule, c]) / 2)) for c in CONDITIONS}
+                c: float(100 * np.nanmean((video.j[rule, c] + video.f[rule, c]) / 2)) for c in conditions}
     if not scores:
         raise ValueError(f"{sav_root}: no video could be evaluated: {skipped}")
     results: dict[str, dict[str, ConditionScore]] = {}
     for rule in rules:
-        for condition in CONDITIONS:
+        for condition in conditions:
             key = (rule, condition)
             j = np.concatenate([s.j[key] for s in scores])  # NaN: object unscored (official SA-V rule)
             j, f = j[~np.isnan(j)], np.concatenate([s.f[key] for s in scores])[~np.isnan(j)]
@@ -323,13 +332,13 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
                 j_degraded=float(100 * j_degraded.mean()) if j_degraded.size else float("nan"),
                 j_clean=float(100 * j_clean.mean()) if j_clean.size else float("nan"))
     concept = {}
-    for condition in CONDITIONS:
+    for condition in conditions:
         summary = concept_metrics([pair for video in scores for pair in video.pairs[condition]]).to_dict()
         summary.pop("per_pair")
         concept[condition] = summary
     return MemoryEvalResult(rules=tuple(rules), scores=results, per_video=per_video, skipped=skipped,
                             concept=concept,
-                            num_objects=sum(int(np.count_nonzero(~np.isnan(s.j[rules[0], CONDITIONS[0]])))
+                            num_objects=sum(int(np.count_nonzero(~np.isnan(s.j[rules[0], conditions[0]])))
                                             for s in scores),
                             num_frames=sum(len(s.degraded) for s in scores), threshold=threshold,
                             wall_time_s=time.perf_counter() - started)
@@ -366,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", type=device_flag, default="cpu")
     parser.add_argument("--max-negative-prompts", type=non_negative_int,
                         help="absent phrases prompted per video (default: all)")
+    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS),
+                        help="memory conditions to score (default: all four)")
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     args = parser.parse_args(argv)
     from efficient_sam3 import EfficientSam3Model
@@ -375,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             check_creatable(args.out, "--out file")
         model = EfficientSam3Model.from_pretrained(args.model)
         result = evaluate_memory(model, args.sav_root, args.cache_dir, args.threshold, args.device,
-                                 rules=tuple(args.rules), max_negative_prompts=args.max_negative_prompts)
+                                 rules=tuple(args.rules), max_negative_prompts=args.max_negative_prompts,
+                                 conditions=tuple(args.conditions))
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(args.out, result.to_dict(), indent=2)

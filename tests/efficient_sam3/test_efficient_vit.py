@@ -81,6 +81,7 @@ def test_rejects_maps_too_small_for_linear_attention():
         backbone(torch.zeros(1, 3, 64, 64))  # 2x2 final map: 4 tokens <= head_dim 16
 
 
+@pytest.mark.slow  # CI lowers the EfficientViT family whole in tests/export/test_backbone_exports.py
 def test_fused_b0_lowers_to_xnnpack(reference):
     from executorch.extension.pybindings.portable_lib import _load_for_executorch_from_buffer
 

@@ -152,15 +152,17 @@ def test_sam3_checkpoint_conversion_takes_heads_neck_and_geometry(converted, tmp
         assert torch.equal(from_sam3[key], student[key]), key
 
 
-def test_convert_cli_writes_a_checkpoint_and_reports_the_student(converted, tmp_path, capsys):
+def test_convert_cli_writes_a_checkpoint_and_reports_the_student(tmp_path, capsys):
+    """The CLI on one student (the function behind it runs on every fixture above)."""
     from efficient_sam3 import EfficientSam3Model
     from efficient_sam3.convert import main
 
-    fixture, report = converted
+    fixture = load_fixture(next(p for p in STUDENT_FIXTURES if "rv" in p.stem))
     path = write_published(fixture, tmp_path / "student.pt")
     assert main(["--from", "efficientsam3", str(path), "--out", str(tmp_path / "ckpt"),
                  "--image-size", str(fixture["image_size"])]) == 0
     printed = capsys.readouterr().out
+    report = convert_from_efficientsam3(path, image_size=fixture["image_size"])
     assert "found: " in printed and "at initialisation: iou_head, memory_cross_attn, perceiver_resampler" in printed
     loaded = EfficientSam3Model.from_pretrained(tmp_path / "ckpt")
     assert loaded.config == report.model.config

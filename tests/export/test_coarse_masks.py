@@ -5,6 +5,7 @@ shapes, fewer FLOPs per prompt; an export with it records it and passes parity, 
 
 import json
 
+import pytest
 import torch
 
 from benchmarks.flops import module_gflops
@@ -33,6 +34,7 @@ def test_coarse_path_skips_the_finest_stage_and_upsamples(tiny_model):
     assert coarse_gflop < 0.8 * full_gflop
 
 
+@pytest.mark.slow  # a full ONNX export and two parity runs; the coarse path itself is the test above
 def test_coarse_export_records_the_path_and_passes_parity(tiny_checkpoint, sav_videos, tmp_path):
     from export.config import OnnxExportConfig
     from export.onnx import export_onnx

@@ -7,7 +7,7 @@ import pytest
 
 from training.config import PipelineConfig
 from training.data.feature_cache import read_cache_header
-from training.memory_eval import CONDITIONS
+from training.memory_eval import CONDITIONS, evaluate_memory
 from training.pipeline import run_default_pipeline
 
 
@@ -35,6 +35,26 @@ def test_summary_has_the_required_fields(pipeline_run):
     assert on_disk["jf_top1_diagnostic"]["memory_on"] == on_disk["scores"]["top1"]["memory_on"]["jf"]
     assert "student" in on_disk["note"] and on_disk["protocol"]
     assert on_disk["wall_time_s"] >= sum(on_disk["stage_times_s"].values()) * 0.99
+
+
+def test_memory_eval_scores_a_subset_of_conditions_as_the_full_run_did(pipeline_run):
+    """A study may leave conditions out (``--conditions``); those it keeps score as in the run's evaluation."""
+    from efficient_sam3 import EfficientSam3Model
+
+    out_dir, summary = pipeline_run
+    model = EfficientSam3Model.from_pretrained(summary["paths"]["final_model"])
+    kept = ("memory_on_other_video", "memory_off")
+    subset = evaluate_memory(model, out_dir / "data" / "val", out_dir / "cache", show_progress=False,
+                             max_negative_prompts=summary["config"]["eval_negative_prompts"], conditions=kept)
+    full = json.loads((out_dir / "memory_eval.json").read_text())
+    for rule in subset.rules:
+        assert list(subset.scores[rule]) == ["memory_off", "memory_on_other_video"]  # the table's order
+        for condition in kept:
+            assert subset.scores[rule][condition].jf == pytest.approx(full["scores"][rule][condition]["jf"], abs=0.1)
+    assert set(subset.concept) == set(kept)
+    for bad in ((), ("memory_on", "memory_on"), ("memory_sideways",)):
+        with pytest.raises(ValueError, match="conditions"):
+            evaluate_memory(model, out_dir / "data" / "val", out_dir / "cache", show_progress=False, conditions=bad)
 
 
 def test_everything_lands_in_the_run_folder(pipeline_run):
