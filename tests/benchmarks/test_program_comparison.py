@@ -8,6 +8,7 @@ from benchmarks.artifacts import export_matches, weights_sha256
 from benchmarks.program_comparison import REFERENCE, compare_programs
 
 
+@pytest.mark.slow  # parity, streaming and J&F of two programs: over a minute on 2 cores
 def test_a_program_agrees_fully_with_its_own_copy(executorch_export, sav_videos, tmp_path):
     copy = tmp_path / "copy.pte"
     shutil.copy(executorch_export.program, copy)

@@ -51,6 +51,8 @@ def _full_export(checkpoint, videos, out, mode):
     return export_executorch(config)
 
 
+@pytest.mark.slow  # about 4 min on 2 cores (lowering the quantized programs); CI keeps int8 in
+# tests/benchmarks/test_module_int8.py (quantize_method, lowered and run) and tests/export/test_int4_ffn.py
 def test_full_int8_export_stays_within_its_tolerance(tiny_checkpoint, sav_videos, executorch_export, tmp_path):
     from export.metadata import read_metadata
 
