@@ -236,10 +236,11 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
             if k not in frames:
                 student.append(vision.memory_features[0])
                 continue
-            sources = {"memory_on": cached, "memory_on_student_features": student, "memory_on_other_video": control}
-            shape = _memory(cached, k, slots)
-            memories = [_memory(sources[c], k, slots) if c in sources else  # memory_off: no valid slot
-                        (torch.zeros_like(shape[0]), torch.zeros_like(shape[1])) for c in conditions]
+            own = _memory(cached, k, slots)  # memory_on; memory_off is its shape with no valid slot
+            others = {"memory_on_student_features": student, "memory_on_other_video": control}
+            memories = [own if c == "memory_on" else
+                        (torch.zeros_like(own[0]), torch.zeros_like(own[1])) if c == "memory_off" else
+                        _memory(others[c], k, slots) for c in conditions]
             # Prompts in chunks: the decoder's attention memory grows with the batch (conditions x prompts).
             for start in range(0, len(prompts), PROMPTS_PER_BATCH):
                 chunk = prompts[start:start + PROMPTS_PER_BATCH]
