@@ -1,9 +1,10 @@
 """The public EfficientSAM3 students side by side, and the cost of SAM3's geometry token.
 
-students: for each chosen ``es-*`` preset (random weights, seed 0, 504 px): its ExecuTorch fp32 and int8
-exports (export/, parity-gated; an export already in ``<work-dir>/students/<preset>`` for the same
-weights is reused), each timed per streamed frame (encode_frame + decode, 1 prompt, full memory) in a
-process of its own, its GFLOP per frame (benchmarks.flops) and its .pte sizes. These rows are our own
+students: for each chosen ``es-*`` preset (random weights, seed 0, 504 px): its ONNX, ExecuTorch fp32 and
+ExecuTorch int8 exports (export/, each parity-gated; an export already in ``<work-dir>/students/<preset>``
+for the same weights is reused), each timed per streamed frame (encode_frame + decode, 1 prompt, full
+memory; ONNX under ONNX Runtime) in a process of its own, its GFLOP per frame (benchmarks.flops) and its
+file sizes. These rows are our own
 code: an export or a timing that fails raises ``StudentBenchmarkError`` and fails the run, it is never
 an "unavailable" row.
 
@@ -27,7 +28,7 @@ from benchmarks.report import Column, Row, Section
 from efficient_sam3.presets import PRESETS
 
 STUDENTS = tuple(name for name in PRESETS if name.startswith("es-"))
-STUDENT_EXPORTS = ("executorch_fp32", "executorch_int8")
+STUDENT_EXPORTS = ("onnx", "executorch_fp32", "executorch_int8")
 
 
 class StudentBenchmarkError(RuntimeError):
@@ -48,9 +49,9 @@ def parse_students(text: str) -> tuple[str, ...]:
     return names
 
 
-def _time_program(preset: str, label: str, path: Path, threads: int, plan: TimingPlan, prompt: str,
+def _time_program(preset: str, label: str, kind: str, path: Path, threads: int, plan: TimingPlan, prompt: str,
                   timeout_s: float):
-    spec = WorkerSpec(kind="executorch", threads=threads, plan=plan, path=str(path), prompt=prompt)
+    spec = WorkerSpec(kind=kind, threads=threads, plan=plan, path=str(path), prompt=prompt)
     try:
         return run_in_subprocess(spec, timeout_s)
     except WorkerError as err:
@@ -58,10 +59,10 @@ def _time_program(preset: str, label: str, path: Path, threads: int, plan: Timin
 
 
 def student_artifacts(preset: str, directory: Path, prompt: str, calibration_videos: Path | None) -> Artifacts:
-    """Random-weight checkpoint + ExecuTorch fp32 and int8 exports of ``preset`` (reused when present)."""
+    """Random-weight checkpoint + ONNX, ExecuTorch fp32 and int8 exports of ``preset`` (reused when present)."""
     artifacts = prepare_artifacts(preset, None, directory, prompt, calibration_videos=calibration_videos,
                                   calibration_frames=None, exports=STUDENT_EXPORTS)
-    for label, reason in (("ExecuTorch fp32", artifacts.pte_fp32_reason),
+    for label, reason in (("ONNX", artifacts.onnx_reason), ("ExecuTorch fp32", artifacts.pte_fp32_reason),
                           ("ExecuTorch int8", artifacts.pte_int8_reason)):
         if reason:
             raise StudentBenchmarkError(f"{preset} {label}: {reason}")
@@ -78,16 +79,19 @@ def students_section(students: tuple[str, ...], work_dir: Path, calibration_vide
     from efficient_sam3 import EfficientSam3Model
 
     section = Section(
-        key="students", title="EfficientSAM3 students at 504 px (random weights; ExecuTorch, XNNPACK)",
+        key="students", title="EfficientSAM3 students at 504 px (random weights; ExecuTorch XNNPACK, ONNX Runtime)",
         columns=[Column("fp32_ms", "fp32 p50 ms"), Column("int8_ms", "int8 p50 ms"),
-                 Column("int8_speedup", "int8 speed-up", "{:.2f}"), Column("gflops", "GFLOP/frame"),
+                 Column("int8_speedup", "int8 speed-up", "{:.2f}"), Column("onnx_ms", "ORT fp32 p50 ms"),
+                 Column("gflops", "GFLOP/frame"),
                  Column("fp32_mib", "fp32 .pte MiB"), Column("int8_mib", "int8 .pte MiB"),
+                 Column("onnx_mib", "ONNX MiB"),
                  Column("params_m", "params M"), Column("geometry_pct", "geometry token % of fp32 frame")],
         detail_keys=("backbone", "text", "export_s"),
         notes=["ms = p50 per streamed frame: encode_frame + decode, 1 prompt, all T memory slots valid, each program "
-               f"in its own process after its warm-up frames, threads pinned to {threads}.",
+               f"in its own process after its warm-up frames, threads pinned to {threads}; fp32 / int8 = "
+               "ExecuTorch .pte, ORT = the ONNX export under ONNX Runtime.",
                "GFLOP = one streaming step of the eager model (torch.utils.flop_counter; int8 runs the same ops).",
-               "Each export passed export.parity before it was written; export_s = fp32 / int8 export wall time "
+               "Each export passed export.parity before it was written; export_s = ONNX / fp32 / int8 export wall time "
                "(reused exports show 'reused').",
                "geometry token % = the geometry encoder alone as an ExecuTorch fp32 program (geometry_token "
                "section) / the student's fp32 frame; the encoder is the same in every student."])
@@ -97,8 +101,11 @@ def students_section(students: tuple[str, ...], work_dir: Path, calibration_vide
     for preset in students:
         print(f"[benchmarks] student {preset} ...", file=sys.stderr, flush=True)
         artifacts = student_artifacts(preset, work_dir / preset, prompt, calibration_videos)
-        fp32 = _time_program(preset, "ExecuTorch fp32", artifacts.pte_fp32, threads, plan, prompt, timeout_s)
-        int8 = _time_program(preset, "ExecuTorch int8", artifacts.pte_int8, threads, plan, prompt, timeout_s)
+        fp32 = _time_program(preset, "ExecuTorch fp32", "executorch", artifacts.pte_fp32, threads, plan, prompt,
+                             timeout_s)
+        int8 = _time_program(preset, "ExecuTorch int8", "executorch", artifacts.pte_int8, threads, plan, prompt,
+                             timeout_s)
+        onnx = _time_program(preset, "ONNX fp32", "onnx", artifacts.onnx_dir, threads, plan, prompt, timeout_s)
         model = EfficientSam3Model.from_pretrained(artifacts.checkpoint).eval()
         torch.set_num_threads(threads)
         config = model.config
@@ -107,8 +114,10 @@ def students_section(students: tuple[str, ...], work_dir: Path, calibration_vide
                               for key in STUDENT_EXPORTS)
         section.rows.append(Row.ok(preset, {
             "fp32_ms": fp32.latency.p50_ms, "int8_ms": int8.latency.p50_ms,
-            "int8_speedup": fp32.latency.p50_ms / int8.latency.p50_ms, "gflops": frame_gflops(model, prompt),
+            "int8_speedup": fp32.latency.p50_ms / int8.latency.p50_ms, "onnx_ms": onnx.latency.p50_ms,
+            "gflops": frame_gflops(model, prompt),
             "fp32_mib": file_size_mb(artifacts.pte_fp32), "int8_mib": file_size_mb(artifacts.pte_int8),
+            "onnx_mib": file_size_mb(artifacts.onnx_dir),
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
             "geometry_pct": 100.0 * geometry_ms / fp32.latency.p50_ms if geometry_ms else None,
         }, {"backbone": f"{config.backbone.kind} {backbone}",

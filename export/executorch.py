@@ -64,13 +64,13 @@ class ExportResult:
 
 
 def _calibration_inputs(model: EfficientSam3Model, config: ExecutorchExportConfig):
-    from export.quantize import build_calibration_set
+    from export.quantize import build_calibration_set, calibration_prompts
 
     # Every 4th video frame: the frames the memory sees (annotated SA-V frames are 4 apart).
     frames = read_frames(config.calibration_videos, config.calibration_frames, stride=4)
-    prompt = config.prompts[0] if config.prompts else "red circle"
-    text = model.encode_text(*model.tokenize([prompt]))
-    return build_calibration_set(model, to_pixel_values(frames, model.config.image_size), text.features, text.mask)
+    texts = [model.encode_text(*model.tokenize([prompt])) for prompt in calibration_prompts(config.prompts)]
+    return build_calibration_set(model, to_pixel_values(frames, model.config.image_size),
+                                 [(text.features, text.mask) for text in texts])
 
 
 def export_programs(model: EfficientSam3Model, config: ExecutorchExportConfig,

@@ -38,7 +38,9 @@ Calibration (the runtime's view of a stream): every ``memory_stride``-th frame (
 SA-V's annotated frames) of ``--calibration-videos``, read and preprocessed by export.frames, feeds
 encode_frame; decode is fed the FPN levels those frames give through the fp32 encode_frame, the
 memory of the frames before (efficient_sam3.memory_ring: slot T-1 = most recent, empty slots masked) and the
-stored prompts' text features in turn, as ``export.quantize.build_calibration_set`` does for ExecuTorch.
+stored prompts' text features in turn (ExecuTorch's ``export.quantize.build_calibration_set`` rotates the same
+way, then adds generic prompts; here only the stored features exist, so a one-prompt export calibrates on
+one prompt).
 
 Parity gate: before the directory is moved into place, the int8 programs are compared with the eager
 model of the checkpoint the fp32 export came from (``--checkpoint``, default: the one its metadata

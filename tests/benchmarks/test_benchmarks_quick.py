@@ -145,17 +145,21 @@ def test_bad_arguments_fail_with_one_error_line(argv, message, capsys, tmp_path)
     assert not list(tmp_path.iterdir())
 
 
-def test_a_failing_student_export_fails_the_section(monkeypatch, tmp_path):
+@pytest.mark.parametrize("failed, label", [("pte_int8", "ExecuTorch int8"), ("onnx", "ONNX")])
+def test_a_failing_student_export_fails_the_section(failed, label, monkeypatch, tmp_path):
     """Student rows are our own code: a failed export raises, it never becomes an "unavailable" row."""
     from benchmarks import students
     from benchmarks.artifacts import Artifacts
 
     def failed_export(preset, checkpoint, directory, *args, **kwargs):
-        return Artifacts(checkpoint=directory, random_weights=True, pte_fp32=directory / "model_fp32.pte",
-                         pte_int8_reason="export failed: RuntimeError: boom")
+        artifacts = Artifacts(checkpoint=directory, random_weights=True, onnx_dir=directory / "onnx",
+                              pte_fp32=directory / "model_fp32.pte", pte_int8=directory / "model_int8.pte")
+        setattr(artifacts, "onnx_dir" if failed == "onnx" else failed, None)
+        setattr(artifacts, f"{failed}_reason", "export failed: RuntimeError: boom")
+        return artifacts
 
     monkeypatch.setattr(students, "prepare_artifacts", failed_export)
-    with pytest.raises(students.StudentBenchmarkError, match="es-tv-s ExecuTorch int8: export failed"):
+    with pytest.raises(students.StudentBenchmarkError, match=f"es-tv-s {label}: export failed"):
         students.students_section(("es-tv-s",), tmp_path, None, 1, TimingPlan(warmup=1, frames=1), "red circle",
                                   60.0, None)
 

@@ -83,3 +83,30 @@ def test_full_int8_ffn4_export_passes_its_gate_and_saves_half_a_byte_per_ffn_wei
 def ops_outside_delegate_kinds(result) -> set[str]:
     """Dequantize/quantize ops outside the delegate would need kernels the runtime lacks."""
     return {op for ops in result.ops_outside_delegate.values() for op in ops if "quantize" in op}
+
+
+def test_decode_is_calibrated_on_the_export_prompts_then_generic_ones_in_turn(tiny_model):
+    """Frame i's decode calibration input holds prompt i mod P; the generic prompts follow the export's own
+    and are none of the prompts parity's batched-decode check uses (that check stays on unseen prompts)."""
+    from export.parity import BATCH_FILL_PROMPTS
+    from export.quantize import CALIBRATION_PROMPTS, build_calibration_set, calibration_prompts
+
+    assert not set(CALIBRATION_PROMPTS) & set(BATCH_FILL_PROMPTS)
+    texts = calibration_prompts(("red circle", "bird"))
+    assert texts[:2] == ["red circle", "bird"] and texts.count("bird") == 1
+    assert texts[2:] == [p for p in CALIBRATION_PROMPTS if p != "bird"]
+
+    model = tiny_model.eval()
+    size = model.config.image_size
+    frames = [torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+    with torch.no_grad():
+        prompts = [(t.features, t.mask) for t in
+                   (model.encode_text(*model.tokenize([text])) for text in texts[:3])]
+    calibration = build_calibration_set(model, frames, prompts)
+    assert len(calibration.decode) == len(calibration.encode_frame) == 5
+    for index, inputs in enumerate(calibration.decode):
+        features, mask = prompts[index % 3]
+        assert inputs[5] is features and inputs[6] is mask
+    assert [bool(m.any()) for m in (inputs[4] for inputs in calibration.decode)] == [False, True, True, True, True]
+    with pytest.raises(ValueError, match="at least one prompt"):
+        build_calibration_set(model, frames, [])
