@@ -136,8 +136,10 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def write_results(result: dict, markdown: str, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``<date>-<host>.json`` and ``.md`` into out_dir (each atomically); returns both paths."""
-    stem = f"{result['created_utc'][:10]}-{result['host']}"
+    """Write ``<date>-<host>.json`` and ``.md`` into out_dir (each atomically); returns both paths. A
+    ``--students-only`` run writes ``<date>-<host>-students.*``: it does not replace the day's full report."""
+    suffix = "-students" if result.get("config", {}).get("students_only") else ""
+    stem = f"{result['created_utc'][:10]}-{result['host']}{suffix}"
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     _write_atomic(json_path, json.dumps(result, indent=2, allow_nan=False) + "\n")
     _write_atomic(md_path, markdown)

@@ -343,3 +343,14 @@ def test_prompt_batch_rows_time_one_decode_against_p_decodes(onnx_export, tiny_c
     assert "P=3" in render_section(prompt_batch_section(rows))
     with pytest.raises(ValueError, match="must include 1"):
         prompt_batch_rows("ONNX Runtime fp32", onnx_export.directory, tiny_checkpoint, threads=1, counts=(2, 4))
+
+
+def test_a_students_only_report_does_not_replace_the_days_full_report(tmp_path):
+    from benchmarks.report import write_results
+
+    full = {"created_utc": "2026-12-01T10:00:00+00:00", "host": "vm", "config": {"students_only": False}}
+    students = {**full, "config": {"students_only": True}}
+    assert [p.name for p in write_results(full, "# full\n", tmp_path)] == ["2026-12-01-vm.json", "2026-12-01-vm.md"]
+    assert [p.name for p in write_results(students, "# students\n", tmp_path)] == [
+        "2026-12-01-vm-students.json", "2026-12-01-vm-students.md"]
+    assert (tmp_path / "2026-12-01-vm.md").read_text() == "# full\n"
