@@ -68,7 +68,9 @@ def _calibration_inputs(model: EfficientSam3Model, config: ExecutorchExportConfi
 
     # Every 4th video frame: the frames the memory sees (annotated SA-V frames are 4 apart).
     frames = read_frames(config.calibration_videos, config.calibration_frames, stride=4)
-    texts = [model.encode_text(*model.tokenize([prompt])) for prompt in calibration_prompts(config.prompts)]
+    # Only the prompts some frame will see (frame i gets prompt i mod P) are encoded.
+    texts = [model.encode_text(*model.tokenize([prompt]))
+             for prompt in calibration_prompts(config.prompts)[:len(frames)]]
     return build_calibration_set(model, to_pixel_values(frames, model.config.image_size),
                                  [(text.features, text.mask) for text in texts])
 

@@ -110,3 +110,20 @@ def test_decode_is_calibrated_on_the_export_prompts_then_generic_ones_in_turn(ti
     assert [bool(m.any()) for m in (inputs[4] for inputs in calibration.decode)] == [False, True, True, True, True]
     with pytest.raises(ValueError, match="at least one prompt"):
         build_calibration_set(model, frames, [])
+
+
+def test_an_int8_export_calibrates_decode_on_its_prompt_then_the_generic_ones(tiny_checkpoint, sav_videos, tmp_path):
+    """export.executorch's calibration inputs (the full int8 exports that use them are slow-marked)."""
+    from export.executorch import _calibration_inputs
+    from export.quantize import CALIBRATION_PROMPTS
+
+    model = EfficientSam3Model.from_pretrained(tiny_checkpoint).eval()
+    config = ExecutorchExportConfig(checkpoint=tiny_checkpoint, out=tmp_path / "m.pte", prompts=("red circle",),
+                                    quantize="int8", calibration_videos=sav_videos / "train", calibration_frames=3)
+    with torch.no_grad():
+        calibration = _calibration_inputs(model, config)
+        expected = [model.encode_text(*model.tokenize([text])).features
+                    for text in ("red circle", *CALIBRATION_PROMPTS[:2])]
+    assert len(calibration.decode) == len(calibration.encode_frame) == 3
+    for inputs, features in zip(calibration.decode, expected):
+        torch.testing.assert_close(inputs[5], features)
