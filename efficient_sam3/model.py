@@ -111,8 +111,7 @@ class EfficientSam3Model(nn.Module):
     ) -> SegmentationOutput:
         """Single-image segmentation of the prompted concept (no memory)."""
         vision, text = self._resolve_inputs(pixel_values, input_ids, attention_mask, vision, text)
-        prompt = self.prompt_tokens(vision, text)
-        encoder_tokens = self._encode_prompted(vision, prompt)
+        prompt, encoder_tokens = self.encode_prompt(vision, text)
         return self._decode(vision, prompt, encoder_tokens)
 
     def forward_video(
@@ -143,11 +142,25 @@ class EfficientSam3Model(nn.Module):
             memory_mask = torch.ones(memory_features.shape[:2], dtype=torch.bool, device=memory_features.device)
         memory_mask = memory_mask.bool()
         memory_tokens = self.encode_memory(memory_features, memory_mask)  # once per frame, for every prompt
+        prompt, encoder_tokens = self.encode_prompt(vision, text)
+        return self.decode_with_memory(vision, prompt, encoder_tokens, memory_tokens, memory_mask.any(dim=1))
+
+    def encode_prompt(self, vision: VisionFeatures, text: TextFeatures) -> tuple[TextFeatures, torch.Tensor]:
+        """The prompted part before memory enters: (the heads' prompt, ``prompt_tokens``; the DETR encoder's
+        output [P, 36*36, 256]). It does not depend on the memory, so one call serves any number of memory
+        conditions (``decode_with_memory``)."""
         prompt = self.prompt_tokens(vision, text)
-        encoder_tokens = self._encode_prompted(vision, prompt)
+        return prompt, self._encode_prompted(vision, prompt)
+
+    def decode_with_memory(self, vision: VisionFeatures, prompt: TextFeatures, encoder_tokens: torch.Tensor,
+                           memory_tokens: torch.Tensor, has_memory: torch.Tensor) -> SegmentationOutput:
+        """The rest of ``forward_video``: memory cross-attention on the encoder's output, then the heads.
+
+        encoder_tokens [P, N, C] and prompt (``encode_prompt``); memory_tokens [1 or P, 64, C]
+        (``encode_memory``); has_memory [1 or P] bool (False: no valid slot, the result equals ``forward``)."""
         prompts = encoder_tokens.shape[0]
         encoder_tokens = self.memory_cross_attn(encoder_tokens, memory_tokens.expand(prompts, -1, -1),
-                                                memory_mask.any(dim=1).expand(prompts))
+                                                has_memory.expand(prompts))
         return self._decode(vision, prompt, encoder_tokens)
 
     def prompt_tokens(self, vision: VisionFeatures, text: TextFeatures) -> TextFeatures:

@@ -1,6 +1,11 @@
 """Does the temporal memory help? J&F of one model on held-out videos under four memory conditions.
 
     python -m training.memory_eval --model DIR --sav-root DIR --cache-dir DIR [--out result.json]
+    python -m training.memory_eval --model DIR DIR ... --sav-root DIR --cache-dir DIR   # a recipe study's models
+
+Several models (video stages of one image student: seeds, recipe candidates) are scored in one pass:
+what they share (image and text encoders, DETR encoder, memory off) runs once, and each model adds its
+memory path and heads for the conditions with memory; each model's scores equal its scores alone.
 
 - ``memory_off``: ``forward_video`` with every memory slot masked out (equal to the image model).
 - ``memory_on``: memory = the cached features (``<cache_dir>/<video_id>.safetensors``, e.g. from a
@@ -55,8 +60,9 @@ from tqdm import tqdm
 from efficient_sam3.cli import ArgumentParser, fail, non_negative_int, probability
 from efficient_sam3.contract import preprocess_frame
 from efficient_sam3.files import check_creatable, write_json_atomic
+from efficient_sam3.freeze import VIDEO_TRAINABLE_MODULES
 from efficient_sam3.masks import encode_rle
-from efficient_sam3.outputs import TextFeatures, VisionFeatures
+from efficient_sam3.outputs import TextFeatures
 from efficient_sam3.tracker import TrackerConfig, TrackerState, update_tracks
 from training.batch import PromptTokenizer
 from training.config import DEFAULT_PROMPT
@@ -196,12 +202,36 @@ def _cached_features(cache_dir: Path, video_id: str, annotation) -> list[torch.T
     return list(load_cached_features(header, annotation.annotated_frame_indices()))
 
 
+def check_shared_image_model(models: list, names: list[str]) -> None:
+    """Models scored together must differ only in their memory modules (the video stages of one image
+    student): everything before the memory enters, and memory off, is then computed once for all of them."""
+    def frozen(model) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in model.state_dict().items() if not k.startswith(VIDEO_TRAINABLE_MODULES)}
+
+    reference = frozen(models[0])
+    for model, name in zip(models[1:], names[1:]):
+        if model.config.image_size != models[0].config.image_size or \
+                model.config.memory.context_frames != models[0].config.memory.context_frames:
+            raise ValueError(f"{name}: image size or memory context frames differ from {names[0]}'s")
+        other = frozen(model)
+        differing = sorted(set(reference) ^ set(other)) or [
+            k for k in reference if reference[k].shape != other[k].shape or not torch.equal(reference[k], other[k])]
+        if differing:
+            raise ValueError(f"{name}: differs from {names[0]} outside the memory modules ({differing[0]}); "
+                             "models scored together must share their image student")
+
+
 @torch.inference_mode()
-def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: PromptTokenizer, threshold: float,
+def _evaluate_video(models: list, files, cache_dir: Path, control_files, tokenizer: PromptTokenizer, threshold: float,
                     rules: tuple[str, ...], device: torch.device, max_negative_prompts: int | None,
-                    conditions: tuple[str, ...] = CONDITIONS) -> _VideoScores:
-    """``control_files``: the video whose cached features make the other-video control (None: this
-    video's own, reversed)."""
+                    conditions: tuple[str, ...] = CONDITIONS) -> list[_VideoScores]:
+    """One ``_VideoScores`` per model. ``control_files``: the video whose cached features make the other-video
+    control (None: this video's own, reversed).
+
+    The models share everything but their memory modules (``check_shared_image_model``), so the image and
+    text encoders, the DETR encoder and memory off (the memory cross-attention then returns its input
+    exactly) run once, with ``models[0]``; each model adds only its memory path and heads per condition."""
+    shared = models[0]
     annotation = load_annotation(files.json_path)
     num_frames = annotation.num_annotated_frames
     frames = list(evaluated_frames(num_frames))  # raises with fewer than 3 annotated frames
@@ -219,62 +249,80 @@ def _evaluate_video(model, files, cache_dir: Path, control_files, tokenizer: Pro
     all_slots = list(range(annotation.num_objects))
     gt = np.stack([annotation.decode_masks(k, all_slots) for k in range(num_frames)], axis=1)  # [O, K, H, W]
     size = (annotation.height, annotation.width)
-    slots = model.config.memory.context_frames
-    num_conditions = len(conditions)
+    slots = shared.config.memory.context_frames
+    with_memory = [c for c in conditions if c != "memory_off"]  # the conditions each model decodes itself
     input_ids, attention_mask = tokenizer(prompts)
-    all_text = model.encode_text(input_ids.to(device), attention_mask.to(device))  # [prompts, L, C]
+    all_text = shared.encode_text(input_ids.to(device), attention_mask.to(device))  # [prompts, L, C]
     keys = [(rule, condition) for rule in rules for condition in conditions]
-    pred = {key: np.zeros_like(gt) for key in keys}
-    tracks = {(c, p): _PromptTracks() for c in conditions for p in prompts}  # primary rule, for concept metrics
+    pred = [{key: np.zeros_like(gt) for key in keys} for _ in models]
+    tracks = [{(c, p): _PromptTracks() for c in conditions for p in prompts} for _ in models]  # primary rule
+    no_memory = torch.zeros(1, slots, *cached[0].shape, device=device)
+    no_memory_tokens = shared.encode_memory(no_memory, torch.zeros(1, slots, dtype=torch.bool, device=device))
     student: list[torch.Tensor] = []
+
+    def record(model_index: int, condition: str, out, row: int, prompt: str, k: int) -> None:
+        query_prob, presence_prob = out.pred_logits[row].sigmoid(), out.presence_logits[row, 0].sigmoid()
+        for rule in rules:
+            instances, scores = _instances(out.pred_masks[row], query_prob, presence_prob, threshold, size, rule)
+            if rule == rules[0]:
+                tracks[model_index][condition, prompt].add(instances, scores)
+            objs = objects_of[prompt]
+            for obj, mask in zip(objs, _match(gt[objs, k], instances)):
+                pred[model_index][rule, condition][obj, k] = mask
+
     with VideoFrameReader(files.video_path, size) as reader:
         check_video_matches(reader, annotation)
         for k in range(frames[-1] + 1):
             pixels = torch.from_numpy(preprocess_frame(reader.read_frame(annotation.video_frame(k)),
-                                                       model.config.image_size))[None].to(device)
-            vision = model.encode_image(pixels)
+                                                       shared.config.image_size))[None].to(device)
+            vision = shared.encode_image(pixels)
             if k not in frames:
                 student.append(vision.memory_features[0])
                 continue
-            own = _memory(cached, k, slots)  # memory_on; memory_off is its shape with no valid slot
-            others = {"memory_on_student_features": student, "memory_on_other_video": control}
-            memories = [own if c == "memory_on" else
-                        (torch.zeros_like(own[0]), torch.zeros_like(own[1])) if c == "memory_off" else
-                        _memory(others[c], k, slots) for c in conditions]
-            # Prompts in chunks: the decoder's attention memory grows with the batch (conditions x prompts).
+            sources = {"memory_on": cached, "memory_on_student_features": student, "memory_on_other_video": control}
+            memories = [_memory(sources[c], k, slots) for c in with_memory]
+            memory = torch.stack([m for m, _ in memories]).to(device)  # [conditions with memory, T, C, h, w]
+            memory_mask = torch.stack([m for _, m in memories]).to(device)
+            # Prompts in chunks: the heads' attention memory grows with the batch (conditions x prompts).
             for start in range(0, len(prompts), PROMPTS_PER_BATCH):
                 chunk = prompts[start:start + PROMPTS_PER_BATCH]
-                rows = num_conditions * len(chunk)
-                text = TextFeatures(  # batch rows: condition-major, prompt-minor -> [conditions * chunk, ...]
-                    features=all_text.features[start:start + len(chunk)].repeat(num_conditions, 1, 1),
-                    mask=all_text.mask[start:start + len(chunk)].repeat(num_conditions, 1))
-                memory = torch.stack([m for m, _ in memories]).repeat_interleave(len(chunk), 0).to(device)
-                memory_mask = torch.stack([m for _, m in memories]).repeat_interleave(len(chunk), 0).to(device)
-                batch_vision = VisionFeatures(fpn_hidden_states=tuple(
-                    level.expand(rows, -1, -1, -1) for level in vision.fpn_hidden_states))
-                out = model.forward_video(None, None, memory, memory_mask, vision=batch_vision, text=text)
-                query_prob, presence_prob = out.pred_logits.sigmoid(), out.presence_logits.sigmoid()  # [rows, Q/1]
-                for rule, condition in keys:
-                    for p, prompt in enumerate(chunk):
-                        row = conditions.index(condition) * len(chunk) + p
-                        instances, scores = _instances(out.pred_masks[row], query_prob[row], presence_prob[row, 0],
-                                                       threshold, size, rule)
-                        if rule == rules[0]:
-                            tracks[condition, prompt].add(instances, scores)
-                        objs = objects_of[prompt]
-                        for obj, mask in zip(objs, _match(gt[objs, k], instances)):
-                            pred[rule, condition][obj, k] = mask
+                text = TextFeatures(features=all_text.features[start:start + len(chunk)],
+                                    mask=all_text.mask[start:start + len(chunk)])
+                prompt, encoder_tokens = shared.encode_prompt(vision, text)  # [chunk, N, C], for every condition
+                if "memory_off" in conditions:
+                    out = shared.decode_with_memory(vision, prompt, encoder_tokens, no_memory_tokens,
+                                                    torch.zeros(1, dtype=torch.bool, device=device))
+                    for m in range(len(models)):
+                        for p, name in enumerate(chunk):
+                            record(m, "memory_off", out, p, name, k)
+                if not with_memory:
+                    continue
+                repeats = len(with_memory)  # batch rows: condition-major, prompt-minor
+                rows_prompt = TextFeatures(features=prompt.features.repeat(repeats, 1, 1),
+                                           mask=prompt.mask.repeat(repeats, 1))
+                for m, model in enumerate(models):
+                    memory_tokens = model.encode_memory(memory, memory_mask)  # [conditions, 64, C]
+                    out = model.decode_with_memory(
+                        vision, rows_prompt, encoder_tokens.repeat(repeats, 1, 1),
+                        memory_tokens.repeat_interleave(len(chunk), 0),
+                        memory_mask.any(dim=1).repeat_interleave(len(chunk), 0))
+                    for c, condition in enumerate(with_memory):
+                        for p, name in enumerate(chunk):
+                            record(m, condition, out, c * len(chunk) + p, name, k)
             student.append(vision.memory_features[0])
-    result = _VideoScores(j={}, f={}, j_frames={}, degraded=np.array([k in degraded for k in frames]),
-                          pairs={c: [_phrase_pair(files.video_id, p, gt[:, frames], objects_of.get(p, []),
-                                                  tracks[c, p]) for p in prompts] for c in conditions})
-    for key in keys:
-        score = score_video(gt, pred[key])
-        result.j[key], result.f[key] = score.j, score.f
-        inter = (gt[:, frames] & pred[key][:, frames]).sum((2, 3))  # [O, E]
-        union = (gt[:, frames] | pred[key][:, frames]).sum((2, 3))
-        result.j_frames[key] = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-    return result
+    results = []
+    for m in range(len(models)):
+        result = _VideoScores(j={}, f={}, j_frames={}, degraded=np.array([k in degraded for k in frames]),
+                              pairs={c: [_phrase_pair(files.video_id, p, gt[:, frames], objects_of.get(p, []),
+                                                      tracks[m][c, p]) for p in prompts] for c in conditions})
+        for key in keys:
+            score = score_video(gt, pred[m][key])
+            result.j[key], result.f[key] = score.j, score.f
+            inter = (gt[:, frames] & pred[m][key][:, frames]).sum((2, 3))  # [O, E]
+            union = (gt[:, frames] | pred[m][key][:, frames]).sum((2, 3))
+            result.j_frames[key] = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+        results.append(result)
+    return results
 
 
 def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshold: float = DEFAULT_THRESHOLD,
@@ -291,35 +339,62 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
 
     Bad videos (unreadable files, missing cache, fewer than 3 annotated frames) are skipped and listed.
     """
+    return evaluate_memory_models([model], sav_root, cache_dir, threshold, device, annotation_type, show_progress,
+                                  rules, max_negative_prompts, conditions)[0]
+
+
+def evaluate_memory_models(models: list, sav_root: Path | str, cache_dir: Path | str,
+                           threshold: float = DEFAULT_THRESHOLD, device: str = "cpu", annotation_type: str = "manual",
+                           show_progress: bool = True, rules: tuple[str, ...] = RULES,
+                           max_negative_prompts: int | None = None, conditions: tuple[str, ...] = CONDITIONS,
+                           names: list[str] | None = None) -> list[MemoryEvalResult]:
+    """``evaluate_memory`` of several video-stage models of one image student in one pass (a recipe study's
+    seeds and candidates), one result each, as each would score alone. What they share runs once
+    (``_evaluate_video``); a model that differs outside its memory modules is refused (``names``, for that
+    message: one per model). ``wall_time_s`` is the whole pass's."""
     if not rules or any(rule not in RULES for rule in rules):
         raise ValueError(f"rules must be a non-empty subset of {RULES}, got {rules!r}")
     if not conditions or any(c not in CONDITIONS for c in conditions) or len(set(conditions)) < len(conditions):
         raise ValueError(f"conditions must be distinct names out of {CONDITIONS}, got {conditions!r}")
+    if not models:
+        raise ValueError("no model to evaluate")
+    names = names or [f"model {i}" for i in range(len(models))]
+    check_shared_image_model(models, names)
     conditions = tuple(c for c in CONDITIONS if c in conditions)  # the table's fixed order
     started = time.perf_counter()
     device = torch.device(device)
-    model = model.to(device).eval()
-    tokenizer = PromptTokenizer(model)
-    per_video: dict[str, dict[str, float]] = {}
+    models = [model.to(device).eval() for model in models]
+    tokenizer = PromptTokenizer(models[0])
+    per_video: list[dict[str, dict[str, dict[str, float]]]] = [{} for _ in models]
     skipped: dict[str, str] = {}
-    scores: list[_VideoScores] = []
+    scores: list[list[_VideoScores]] = [[] for _ in models]
     videos = list(find_videos(sav_root, annotation_type))
     if not videos:
         raise ValueError(f"{sav_root}: no SA-V videos (*.mp4 with *_{annotation_type}.json) in this folder or below it")
     for index, files in enumerate(tqdm(videos, desc="memory eval", unit="video", disable=not show_progress)):
         control_files = videos[(index + 1) % len(videos)] if len(videos) > 1 else None
         try:
-            video = _evaluate_video(model, files, Path(cache_dir), control_files, tokenizer, threshold, tuple(rules),
+            video = _evaluate_video(models, files, Path(cache_dir), control_files, tokenizer, threshold, tuple(rules),
                                     device, max_negative_prompts, conditions)
         except (SAVFormatError, CacheFileError, ValueError) as error:
             skipped[files.video_id] = str(error)
             continue
-        scores.append(video)
-        for rule in rules:
-            per_video.setdefault(rule, {})[files.video_id] = {
-                c: float(100 * np.nanmean((video.j[rule, c] + video.f[rule, c]) / 2)) for c in conditions}
-    if not scores:
+        for m, video_scores in enumerate(video):
+            scores[m].append(video_scores)
+            for rule in rules:
+                per_video[m].setdefault(rule, {})[files.video_id] = {
+                    c: float(100 * np.nanmean((video_scores.j[rule, c] + video_scores.f[rule, c]) / 2))
+                    for c in conditions}
+    if not scores[0]:
         raise ValueError(f"{sav_root}: no video could be evaluated: {skipped}")
+    wall_time_s = time.perf_counter() - started
+    return [_summarise(model_scores, model_per_video, skipped, tuple(rules), conditions, threshold, wall_time_s)
+            for model_scores, model_per_video in zip(scores, per_video)]
+
+
+def _summarise(scores: list[_VideoScores], per_video: dict, skipped: dict[str, str], rules: tuple[str, ...],
+               conditions: tuple[str, ...], threshold: float, wall_time_s: float) -> MemoryEvalResult:
+    """One model's result from its per-video scores."""
     results: dict[str, dict[str, ConditionScore]] = {}
     for rule in rules:
         for condition in conditions:
@@ -337,12 +412,12 @@ def evaluate_memory(model, sav_root: Path | str, cache_dir: Path | str, threshol
         summary = concept_metrics([pair for video in scores for pair in video.pairs[condition]]).to_dict()
         summary.pop("per_pair")
         concept[condition] = summary
-    return MemoryEvalResult(rules=tuple(rules), scores=results, per_video=per_video, skipped=skipped,
+    return MemoryEvalResult(rules=rules, scores=results, per_video=per_video, skipped=dict(skipped),
                             concept=concept,
                             num_objects=sum(int(np.count_nonzero(~np.isnan(s.j[rules[0], conditions[0]])))
                                             for s in scores),
                             num_frames=sum(len(s.degraded) for s in scores), threshold=threshold,
-                            wall_time_s=time.perf_counter() - started)
+                            wall_time_s=wall_time_s)
 
 
 def format_memory_table(result: MemoryEvalResult) -> str:
@@ -368,7 +443,9 @@ def format_memory_table(result: MemoryEvalResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description="J&F with memory off / on (cached) / on (student features) / on (another video's memory).")
-    parser.add_argument("--model", type=Path, required=True, help="EfficientSAM3 checkpoint directory")
+    parser.add_argument("--model", type=Path, nargs="+", required=True,
+                        help="EfficientSAM3 checkpoint directory; several: video-stage models of one image student, "
+                             "scored in one pass")
     parser.add_argument("--sav-root", type=Path, required=True, help="held-out SA-V train-layout folder")
     parser.add_argument("--cache-dir", type=Path, required=True, help="feature cache of those videos")
     parser.add_argument("--threshold", type=probability, default=DEFAULT_THRESHOLD)
@@ -378,23 +455,32 @@ def main(argv: list[str] | None = None) -> int:
                         help="absent phrases prompted per video (default: all)")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS),
                         help="memory conditions to score (default: all four)")
-    parser.add_argument("--out", type=Path, help="write the result as JSON here")
+    parser.add_argument("--out", type=Path, help="write the result as JSON here (several models: an object from "
+                                                 "each --model path to its result)")
     args = parser.parse_args(argv)
     from efficient_sam3 import EfficientSam3Model
 
+    names = [str(path) for path in args.model]
+    if len(set(names)) < len(names):
+        return fail(ValueError(f"--model: a checkpoint is named twice ({names})"))
     try:
         if args.out is not None:
             check_creatable(args.out, "--out file")
-        model = EfficientSam3Model.from_pretrained(args.model)
-        result = evaluate_memory(model, args.sav_root, args.cache_dir, args.threshold, args.device,
-                                 rules=tuple(args.rules), max_negative_prompts=args.max_negative_prompts,
-                                 conditions=tuple(args.conditions))
+        models = [EfficientSam3Model.from_pretrained(path) for path in args.model]
+        results = evaluate_memory_models(models, args.sav_root, args.cache_dir, args.threshold, args.device,
+                                         rules=tuple(args.rules), max_negative_prompts=args.max_negative_prompts,
+                                         conditions=tuple(args.conditions), names=names)
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(args.out, result.to_dict(), indent=2)
+            document = results[0].to_dict() if len(results) == 1 else {
+                "models": {name: result.to_dict() for name, result in zip(names, results)}}
+            write_json_atomic(args.out, document, indent=2)
     except (OSError, ValueError) as error:
         return fail(error)
-    print(format_memory_table(result))
+    for name, result in zip(names, results):
+        if len(results) > 1:
+            print(f"== {name}")
+        print(format_memory_table(result))
     return 0
 
 

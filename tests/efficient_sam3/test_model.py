@@ -89,6 +89,33 @@ def test_forward_video_without_valid_memory_equals_forward_after_training(tiny_m
     assert (image.pred_logits - with_memory.pred_logits).abs().max() > 1e-4
 
 
+def test_one_prompt_encoding_serves_several_memory_conditions(tiny_model, tiny_config):
+    """encode_prompt once, then decode_with_memory with a batch of memories (what memory_eval does for its
+    conditions): every row equals forward_video of one frame, its prompt and that memory alone."""
+    pixel_values, input_ids, attention_mask = _inputs(tiny_config)
+    memory = _memory(tiny_config)  # [2, T, ...]: two memory conditions
+    memory_mask = torch.ones(BATCH, 8, dtype=torch.bool)
+    memory_mask[1] = False  # the second condition has no valid slot (memory off)
+    with torch.no_grad():
+        open_memory_path(tiny_model, 1.0)
+        vision = tiny_model.encode_image(pixel_values[:1])
+        text = tiny_model.encode_text(input_ids, attention_mask)  # two prompts
+        prompt, encoder_tokens = tiny_model.encode_prompt(vision, text)
+        tokens = tiny_model.encode_memory(memory, memory_mask)
+        rows = type(prompt)(features=prompt.features.repeat(2, 1, 1), mask=prompt.mask.repeat(2, 1))
+        batched = tiny_model.decode_with_memory(vision, rows, encoder_tokens.repeat(2, 1, 1),
+                                                tokens.repeat_interleave(2, 0), memory_mask.any(1).repeat_interleave(2))
+        for condition, p in ((0, 1), (1, 0)):  # each memory condition, each prompt
+                alone = tiny_model.forward_video(pixel_values[:1], input_ids[p:p + 1], memory[condition:condition + 1],
+                                                 memory_mask[condition:condition + 1], attention_mask[p:p + 1])
+                for name in vars(alone):
+                    assert torch.allclose(getattr(batched, name)[2 * condition + p], getattr(alone, name)[0],
+                                          atol=1e-4), (condition, p, name)
+        image = tiny_model(pixel_values[:1], input_ids, attention_mask)
+    assert torch.allclose(batched.pred_logits[2:], image.pred_logits, atol=1e-4)  # memory off = the image model
+    assert (batched.pred_logits[:2] - image.pred_logits).abs().max() > 1e-3  # memory on changes the answer
+
+
 def test_masked_slots_are_ignored(tiny_model, tiny_config):
     pixel_values, input_ids, attention_mask = _inputs(tiny_config)
     memory = _memory(tiny_config)

@@ -64,3 +64,45 @@ def test_instances_become_tracked_masklets_with_mean_scores():
     assert [f is None for f in pair.pred[1].frames] == [False, True, True]
     negative = _phrase_pair("v", "blue square", gt, [], _PromptTracks())
     assert negative.gt == () and negative.pred == ()
+
+
+def _tiny_student_with_memory(seed: int):
+    """The same random tiny image student every time, its memory path opened with weights of ``seed``."""
+    from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
+    from model_helpers import open_memory_path
+
+    torch.manual_seed(0)
+    model = EfficientSam3Model(EfficientSam3Config.from_preset("tiny")).eval()
+    return open_memory_path(model, 1.0, seed=seed)
+
+
+def test_models_of_one_image_student_score_in_one_pass_as_each_alone(tmp_path):
+    """A recipe study scores its video-stage models together: shared work runs once, yet each model's
+    scores are its own (its memory path, not the first model's) and equal its scores alone."""
+    from training.memory_eval import evaluate_memory, evaluate_memory_models
+    from video_stage_data import write_random_cache, write_videos
+
+    sav_root = write_videos(tmp_path / "sav", 1)
+    cache_dir = write_random_cache(sav_root, tmp_path / "cache")
+    first, second = _tiny_student_with_memory(1), _tiny_student_with_memory(2)
+    settings = dict(threshold=0.02, show_progress=False, rules=("threshold",), max_negative_prompts=0,
+                    conditions=("memory_off", "memory_on"))  # a low threshold: random models find instances
+    together = evaluate_memory_models([first, second], sav_root, cache_dir, **settings)
+    alone = evaluate_memory(second, sav_root, cache_dir, **{**settings, "conditions": ("memory_on",)})
+    assert together[1].scores["threshold"]["memory_on"] == alone.scores["threshold"]["memory_on"]
+    assert together[1].concept["memory_on"] == alone.concept["memory_on"]
+    off = [result.per_video["threshold"] for result in together]
+    assert [{v: s["memory_off"] for v, s in o.items()} for o in off] == [{v: s["memory_off"] for v, s in off[0].items()}] * 2
+    assert together[0].per_video != together[1].per_video  # each model decoded with its own memory path
+    assert 0 < together[0].scores["threshold"]["memory_on"].jf < 100
+
+
+def test_models_scored_together_must_share_their_image_student():
+    from training.memory_eval import check_shared_image_model
+
+    first, second = _tiny_student_with_memory(1), _tiny_student_with_memory(2)
+    check_shared_image_model([first, second], ["a", "b"])  # only the memory modules differ: accepted
+    with torch.no_grad():
+        second.detr_encoder.layers[0].self_attn.o_proj.weight.add_(1.0)
+    with pytest.raises(ValueError, match=r"b: differs from a outside the memory modules \(detr_encoder"):
+        check_shared_image_model([first, second], ["a", "b"])
