@@ -1,6 +1,6 @@
 """Synthetic SA-V-format data: MP4 videos + `_manual.json` files the SA-V reader accepts.
 
-    python -m training.synthetic --out DIR --videos N --seed S [--val-fraction F]
+    python -m training.synthetic --out DIR --videos N --seed S [--val-fraction F] [--scene default-run]
 
 Writes `DIR/train/sav_XXXXXX.{mp4,_manual.json}` and `DIR/val/...` (with `--val-fraction 0`
 everything goes to `DIR/`). Videos are 24 fps, non-square, 48-90 frames (never a multiple
@@ -11,6 +11,11 @@ negatives, i.e. phrases of no object in the video),
 `synthetic_degraded_frames` / `synthetic_degradation` (annotated indices whose video frame
 was blurred or had an object dropped out, and how) and `synthetic_seed`.
 Output is a function of (seed, video index) only.
+
+``--scene default-run`` draws the scenes of the offline default run (``training.config.PipelineConfig.scene``:
+3 colours x 3 shapes, 41-63 frames, larger objects): held-out videos for a model trained there, whose
+concepts it has seen. The default, ``full``, is the generator's whole vocabulary (6 x 6), of which such a
+model knows a quarter of the phrases.
 """
 
 from __future__ import annotations
@@ -210,6 +215,9 @@ def val_fraction(text: str) -> float:
     return value
 
 
+SCENES = ("full", "default-run")  # --scene
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description="Write synthetic SA-V-format videos and annotations.")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
@@ -217,10 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=non_negative_int, required=True)
     parser.add_argument("--val-fraction", type=val_fraction, default=DEFAULT_VAL_FRACTION,
                         help="0 writes one flat folder")
+    parser.add_argument("--scene", choices=SCENES, default="full",
+                        help="full: the whole 6 x 6 vocabulary; default-run: the offline default run's scenes (3 x 3)")
     args = parser.parse_args(argv)
+    from training.config import PipelineConfig
+
+    scene = PipelineConfig().scene if args.scene == "default-run" else SceneConfig()
     try:
         check_creatable(args.out, "--out folder", folder=True)
-        video_ids = generate_dataset(args.out, args.videos, args.seed, args.val_fraction, show_progress=True)
+        video_ids = generate_dataset(args.out, args.videos, args.seed, args.val_fraction, scene_config=scene,
+                                     show_progress=True)
     except (OSError, ValueError) as error:
         return fail(error)
     print(f"wrote {len(video_ids)} videos to {args.out}")
