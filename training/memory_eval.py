@@ -280,9 +280,13 @@ def _evaluate_video(models: list, files, cache_dir: Path, control_files, tokeniz
                 student.append(vision.memory_features[0])
                 continue
             sources = {"memory_on": cached, "memory_on_student_features": student, "memory_on_other_video": control}
-            memories = [_memory(sources[c], k, slots) for c in with_memory]
-            memory = torch.stack([m for m, _ in memories]).to(device)  # [conditions with memory, T, C, h, w]
-            memory_mask = torch.stack([m for _, m in memories]).to(device)
+            memory_tokens, has_memory = [], None  # per model [conditions with memory, 64, C]; [conditions]
+            if with_memory:  # once per frame, for every prompt chunk
+                memories = [_memory(sources[c], k, slots) for c in with_memory]
+                memory = torch.stack([m for m, _ in memories]).to(device)  # [conditions, T, C, h, w]
+                memory_mask = torch.stack([m for _, m in memories]).to(device)
+                memory_tokens = [model.encode_memory(memory, memory_mask) for model in models]
+                has_memory = memory_mask.any(dim=1)
             # Prompts in chunks: the heads' attention memory grows with the batch (conditions x prompts).
             for start in range(0, len(prompts), PROMPTS_PER_BATCH):
                 chunk = prompts[start:start + PROMPTS_PER_BATCH]
@@ -301,11 +305,10 @@ def _evaluate_video(models: list, files, cache_dir: Path, control_files, tokeniz
                 rows_prompt = TextFeatures(features=prompt.features.repeat(repeats, 1, 1),
                                            mask=prompt.mask.repeat(repeats, 1))
                 for m, model in enumerate(models):
-                    memory_tokens = model.encode_memory(memory, memory_mask)  # [conditions, 64, C]
                     out = model.decode_with_memory(
                         vision, rows_prompt, encoder_tokens.repeat(repeats, 1, 1),
-                        memory_tokens.repeat_interleave(len(chunk), 0),
-                        memory_mask.any(dim=1).repeat_interleave(len(chunk), 0))
+                        memory_tokens[m].repeat_interleave(len(chunk), 0),
+                        has_memory.repeat_interleave(len(chunk), 0))
                     for c, condition in enumerate(with_memory):
                         for p, name in enumerate(chunk):
                             record(m, condition, out, c * len(chunk) + p, name, k)

@@ -33,6 +33,7 @@ from efficient_sam3.cli import ArgumentParser, fail, non_negative_int, positive_
 from efficient_sam3.files import atomic_path, check_creatable, write_json_atomic
 from efficient_sam3.masks import encode_rle
 
+from training.config import PipelineConfig
 from training.data.sav import ANNOTATION_STRIDE, VIDEO_FPS
 from training.synthetic_scene import (
     Scene,
@@ -228,8 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scene", choices=SCENES, default="full",
                         help="full: the whole 6 x 6 vocabulary; default-run: the offline default run's scenes (3 x 3)")
     args = parser.parse_args(argv)
-    from training.config import PipelineConfig
-
     scene = PipelineConfig().scene if args.scene == "default-run" else SceneConfig()
     try:
         check_creatable(args.out, "--out folder", folder=True)
