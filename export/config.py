@@ -124,6 +124,7 @@ class OnnxInt8Config:
     parity_frames: Path | None = None  # None: calibration-video frames after the calibration frames
     parity_num_frames: int = DEFAULT_PARITY_FRAMES
     parity_tolerance: ParityTolerance | None = None  # None: INT8_TOLERANCE
+    full_range: bool = False  # 8-bit weights (VNNI / ARM targets only); default 7-bit (ORT reduce_range)
 
     def __post_init__(self) -> None:
         if self.calibration_frames < 1 or self.parity_num_frames < 1:

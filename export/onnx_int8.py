@@ -2,6 +2,7 @@
 
     python -m export.onnx_int8 --onnx DIR --out DIR_INT8 --calibration-videos SAV_ROOT [--calibration-frames N]
                                [--checkpoint DIR] [--parity-frames VIDEO_OR_DIR] [--parity-num-frames N]
+                               [--full-range]
 
 Input: the directory ``export.onnx`` writes (encode_frame.onnx, decode.onnx, encode_text.onnx,
 metadata.json). Output: a directory of the same layout that the runtime's onnx backend runs
@@ -26,8 +27,17 @@ Recipe (``onnxruntime.quantization``), the ONNX counterpart of export/quantize.p
   x86 CPU against int8 activations (S8S8): the same accuracy (edge mean mask IoU 0.953-0.965 vs
   0.958-0.963), the same decode latency, and encode_frame faster: 1.75x on edge (439 vs 772 ms,
   onnxruntime 1.32, 2 threads), 1.15x on tiny; both backbones are mostly depthwise convolutions, where
-  the gap presumably lies (not profiled). (On x86 CPUs without VNNI, U8S8 accumulates pairs in int16
-  and may saturate; ORT's ``reduce_range`` is the remedy there. Not the case here.)
+  the gap presumably lies (not profiled).
+- Weights use 7 of their 8 bits (ORT's ``reduce_range``) unless ``--full-range``. On x86 CPUs without
+  VNNI (AVX2 only, e.g. the CI machine's AMD EPYC) ORT's U8S8 kernel sums pairs of uint8 x int8 products
+  in int16 (``vpmaddubsw``), which saturates with full-range weights: the tiny preset's full-range int8
+  failed the parity gate there (decode mean mask IoU 0.65-0.86, pred_logits 0.07 off) and S8S8 did too
+  (0.67-0.84); with 7-bit weights the sums fit, the integer results are exact on every CPU, and the same
+  export passes (0.85-0.92, logits 0.017). The int8 directory is meant to be copied to other machines,
+  so the default is the one that is right on all of them. U8U8 is exact too and a little more accurate
+  (0.90-0.95) but 1.8x slower on AVX2 (tiny encode_frame 406 vs 221 ms, 1 thread; reduced range 221,
+  fp32 514). ``--full-range`` (8-bit weights) is for targets whose integer kernels do not saturate
+  (AVX512-VNNI / AVX-VNNI x86, ARM); its parity gate is only as good as the CPU it runs on.
 - ``encode_text`` is copied in fp32. The runtime never runs it (it reads the prompt features stored in
   the metadata, computed in fp32), and dynamic int8 buys little for its error: with MatMul weights
   only, the file shrinks 2% (tiny) / 23% (edge) while text_features move by 0.020 / 0.024; with the
@@ -184,15 +194,17 @@ def nodes_kept_in_fp32(model: onnx.ModelProto) -> list[str]:
     return kept
 
 
-def quantize_method(source: Path, target: Path, feeds: list[dict], work: Path) -> list[str]:
-    """Pre-process ``source`` and statically quantize it to ``target``; returns the excluded nodes."""
+def quantize_method(source: Path, target: Path, feeds: list[dict], work: Path, full_range: bool = False) -> list[str]:
+    """Pre-process ``source`` and statically quantize it to ``target`` (weights in 7 bits unless ``full_range``);
+    returns the excluded nodes."""
     prepared = work / f"{source.stem}.prepared.onnx"
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     excluded = nodes_kept_in_fp32(onnx.load(str(prepared), load_external_data=False))
     quantize_static(str(prepared), str(target), FeedReader(feeds), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=list(QUANTIZED_OP_TYPES), per_channel=True,
                     activation_type=ACTIVATION_TYPE, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-                    calibrate_method=CalibrationMethod.MinMax, extra_options=dict(STATIC_OPTIONS))
+                    calibrate_method=CalibrationMethod.MinMax, reduce_range=not full_range,
+                    extra_options=dict(STATIC_OPTIONS))
     return excluded
 
 
@@ -252,7 +264,8 @@ def quantize_onnx_directory(config: OnnxInt8Config) -> OnnxInt8Result:
     with atomic_directory(out) as staging, tempfile.TemporaryDirectory(prefix="onnx_int8.") as work:
         for name in QUANTIZED_METHODS:
             with timer.stage(f"quantize {name} (static int8, QDQ, {len(feeds[name])} calibration inputs)"):
-                excluded[name] = quantize_method(source / files[name], staging / files[name], feeds[name], Path(work))
+                excluded[name] = quantize_method(source / files[name], staging / files[name], feeds[name], Path(work),
+                                                 config.full_range)
         shutil.copyfile(source / files["encode_text"], staging / files["encode_text"])
         raw = json.loads((source / ONNX_METADATA_FILE).read_text(encoding="utf-8"))  # as written, any version
         write_json_atomic(staging / ONNX_METADATA_FILE, {**raw, "quantization": "int8"})
@@ -282,11 +295,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="held-out frames for the parity check (default: calibration-video frames after "
                              "the calibration frames)")
     parser.add_argument("--parity-num-frames", type=positive_int, default=DEFAULT_PARITY_FRAMES)
+    parser.add_argument("--full-range", action="store_true",
+                        help="8-bit weights instead of 7: only for CPUs with VNNI (or ARM); on AVX2-only x86 "
+                             "ONNX Runtime's uint8 x int8 kernel saturates with them")
     args = parser.parse_args(argv)
     return run_export(lambda: quantize_onnx_directory(OnnxInt8Config(
         onnx=args.onnx, out=args.out, calibration_videos=args.calibration_videos,
         calibration_frames=args.calibration_frames, checkpoint=args.checkpoint, parity_frames=args.parity_frames,
-        parity_num_frames=args.parity_num_frames)),
+        parity_num_frames=args.parity_num_frames, full_range=args.full_range)),
         args.out, "int8 ONNX models do not match the model")
 
 

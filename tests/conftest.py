@@ -1,15 +1,43 @@
-"""Shared fixtures. The tiny preset's exported programs are built once per test session and shared
-by tests/export, tests/runtime and tests/benchmarks (each export takes a minute or more on 2 cores)."""
+"""Shared fixtures. The tiny preset's exported programs are built once per test run and shared by
+tests/export, tests/runtime and tests/benchmarks (an ExecuTorch export takes minutes on 2 cores).
 
+The README's test command runs the suite in two pytest-xdist processes (``-n 2 --dist loadfile``): each
+process gets one torch thread (and its subprocesses one OpenMP thread), and the session fixtures below
+are built once for both (``built_once``)."""
+
+import os
+import pickle
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
 from model_helpers import open_memory_path
 
 EXPORT_PROMPTS = ("red circle", "blue square")
+
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under pytest-xdist, else None
+if XDIST_WORKER is not None:  # two processes on two cores: one thread each, or they slow each other down
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def built_once(name: str, tmp_path_factory, build):
+    """``build(folder)`` once per test run: without xdist, in a fresh temp folder; under xdist the first
+    process to ask builds it while holding a file lock and pickles the result, the others read it."""
+    if XDIST_WORKER is None:
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent  # the run's temp folder, above each worker's own
+    result_file = shared / f"{name}.pickle"
+    with FileLock(str(shared / f"{name}.lock")):
+        if result_file.is_file():
+            return pickle.loads(result_file.read_bytes())
+        result = build(Path(tempfile.mkdtemp(prefix=f"{name}-", dir=shared)))
+        result_file.write_bytes(pickle.dumps(result))
+        return result
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +55,14 @@ def tiny_model(tiny_config) -> EfficientSam3Model:
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random tiny model with its memory path opened (at init it is an exact identity, which would
     make every memory case equal)."""
-    torch.manual_seed(0)
-    model = EfficientSam3Model(EfficientSam3Config.from_preset("tiny")).eval()
-    open_memory_path(model, 0.5)
-    directory = tmp_path_factory.mktemp("tiny_checkpoint")
-    model.save_pretrained(directory)
-    return directory
+    def build(directory: Path) -> Path:
+        torch.manual_seed(0)
+        model = EfficientSam3Model(EfficientSam3Config.from_preset("tiny")).eval()
+        open_memory_path(model, 0.5)
+        model.save_pretrained(directory)
+        return directory
+
+    return built_once("tiny_checkpoint", tmp_path_factory, build)
 
 
 @pytest.fixture(scope="session")
@@ -40,9 +70,11 @@ def sav_videos(tmp_path_factory) -> Path:
     """Two synthetic SA-V videos: train/ (calibration) and val/ (held out for parity)."""
     from training.synthetic import generate_dataset
 
-    root = tmp_path_factory.mktemp("sav")
-    generate_dataset(root, num_videos=2, seed=0, val_fraction=0.5)
-    return root
+    def build(root: Path) -> Path:
+        generate_dataset(root, num_videos=2, seed=0, val_fraction=0.5)
+        return root
+
+    return built_once("sav", tmp_path_factory, build)
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +83,9 @@ def executorch_export(tiny_checkpoint, sav_videos, tmp_path_factory):
     from export.config import ExecutorchExportConfig
     from export.executorch import export_executorch
 
-    out = tmp_path_factory.mktemp("et") / "tiny.pte"
-    config = ExecutorchExportConfig(checkpoint=tiny_checkpoint, out=out, prompts=EXPORT_PROMPTS,
-                                    parity_frames=sav_videos / "val", parity_num_frames=1)
-    return export_executorch(config)
+    return built_once("et", tmp_path_factory, lambda folder: export_executorch(ExecutorchExportConfig(
+        checkpoint=tiny_checkpoint, out=folder / "tiny.pte", prompts=EXPORT_PROMPTS,
+        parity_frames=sav_videos / "val", parity_num_frames=1)))
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +94,9 @@ def onnx_export(tiny_checkpoint, sav_videos, tmp_path_factory):
     from export.config import OnnxExportConfig
     from export.onnx import export_onnx
 
-    out = tmp_path_factory.mktemp("onnx") / "tiny_onnx"
-    config = OnnxExportConfig(checkpoint=tiny_checkpoint, out=out, prompts=EXPORT_PROMPTS,
-                              parity_frames=sav_videos / "val", parity_num_frames=1)
-    return export_onnx(config)
+    return built_once("onnx", tmp_path_factory, lambda folder: export_onnx(OnnxExportConfig(
+        checkpoint=tiny_checkpoint, out=folder / "tiny_onnx", prompts=EXPORT_PROMPTS,
+        parity_frames=sav_videos / "val", parity_num_frames=1)))
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ written as a published EfficientSAM3 checkpoint, converted with ``convert_from_e
 through our model: every stored output must match within 1e-4.
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def run_ours(model, fixture: dict) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module", params=STUDENT_FIXTURES, ids=lambda p: p.stem.removeprefix("efficientsam3_"))
 def converted(request, tmp_path_factory):
-    torch.set_num_threads(2)
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # one core per xdist process
     fixture = load_fixture(request.param)
     path = write_published(fixture, tmp_path_factory.mktemp("published") / "student.pt")
     report = convert_from_efficientsam3(path, image_size=fixture["image_size"])

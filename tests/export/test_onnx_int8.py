@@ -4,6 +4,7 @@ with calibration frames of the synthetic train video, gated by parity on the hel
 import json
 
 import onnx
+from onnx import numpy_helper
 import pytest
 
 from efficient_sam3 import EfficientSam3Model
@@ -40,6 +41,18 @@ def _graph(path):
 def _dequantized(node, producers, index) -> bool:
     producer = producers.get(node.input[index])
     return producer is not None and producer.op_type == "DequantizeLinear"
+
+
+def test_int8_weights_use_seven_bits_by_default(int8_export):
+    """ORT's reduce_range: full 8-bit weights saturate ORT's uint8 x int8 kernel on AVX2-only x86 CPUs."""
+    for method in ("encode_frame", "decode"):
+        model = onnx.load(str(int8_export.directory / f"{method}.onnx"))
+        weights = [numpy_helper.to_array(t) for t in model.graph.initializer
+                   if t.data_type == onnx.TensorProto.INT8]
+        assert weights, method
+        # ORT's reduced symmetric range is [-64, 64]: 2 x 255 x 64 still fits the int16 pair sums
+        assert min(int(w.min()) for w in weights) >= -64 and max(int(w.max()) for w in weights) <= 64, method
+        assert max(int(abs(w.astype("int16")).max()) for w in weights) == 64, method  # and it is used
 
 
 def test_int8_graphs_have_qdq_around_conv_and_gemm(int8_export):

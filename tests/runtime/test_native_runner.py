@@ -153,7 +153,7 @@ def _write_video(path: Path, num_frames: int, size=(120, 160)) -> Path:
 @pytest.fixture(scope="module")
 def exported_model(tmp_path_factory) -> Path:
     """Tiny preset (random weights, memory gate opened so memory changes the output) exported with
-    ``export.executorch`` at a small input size, two stored prompts, decode taking up to 8 at once."""
+    ``export.executorch --program frame`` at a small input size, two stored prompts, decode taking up to 8 at once."""
     import dataclasses
 
     import torch
@@ -172,7 +172,9 @@ def exported_model(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("native_model")
     model.save_pretrained(root / "checkpoint")
     out = root / "model.pte"
-    export_executorch(ExecutorchExportConfig(checkpoint=root / "checkpoint", out=out, prompts=(PROMPT, SECOND_PROMPT)))
+    # The frame program (encode_frame + decode: what a device runs, issue #19): the runner reads stored prompts.
+    export_executorch(ExecutorchExportConfig(checkpoint=root / "checkpoint", out=out, prompts=(PROMPT, SECOND_PROMPT),
+                                             program="frame"))
     return out
 
 
