@@ -32,7 +32,7 @@ OUR_ROWS = ["PyTorch eager", "PyTorch eager, fused (deployment form)", "ONNX Run
 def quick_run(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("bench")
     started = time.perf_counter()
-    assert main(["--quick", "--preset", "tiny", "--out-dir", str(out_dir), "--threads", "2"]) == 0
+    assert main(["--quick", "--preset", "tiny", "--out-dir", str(out_dir), "--threads", "1"]) == 0
     json_files, md_files = sorted(out_dir.glob("*.json")), sorted(out_dir.glob("*.md"))
     assert len(json_files) == 1 and len(md_files) == 1
     assert json_files[0].stem == md_files[0].stem
