@@ -100,6 +100,7 @@ def test_fused_for_deployment_matches_original_code(converted):
                     {k: v for k, v in fixture["outputs"].items() if k != "trunk"}, TOL)
 
 
+@pytest.mark.slow  # a negative control (a minute at 1008 px on one core); the parity tests above run in CI
 def test_without_geometry_token_outputs_differ(tmp_path):
     """The geometry token matters: the transformers prompt path on the same weights does not match (one
     student: the prompt path is the same code for every backbone, and each 1008 px run takes seconds)."""

@@ -81,6 +81,8 @@ def test_rejects_inconsistent_stage_lists():
         TinyVitBackbone(**arguments)
 
 
+@pytest.mark.slow  # a minute of lowering; CI lowers a fused TinyViT encode_frame whole and matches eager in
+# tests/export/test_backbone_exports.py::test_encode_frame_of_each_backbone_family_lowers_whole_and_matches_eager
 def test_fused_backbone_lowers_whole_into_xnnpack():
     """The fused 5M widths with one block per stage (every module kind, and window padding at 504 px in
     stages 2 and 3): export, lower, no heavy op outside the delegate, and the program matches eager."""
