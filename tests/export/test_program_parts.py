@@ -32,7 +32,9 @@ def frame_part(tiny_checkpoint, sav_videos, tmp_path_factory):
     return _export_part("frame", tiny_checkpoint, sav_videos, tmp_path_factory.mktemp("frame_part"))
 
 
-def _check_part(part, result):
+def _check_part(part, result, checked: str, not_checked: str):
+    """The part's metadata and program hold exactly its methods, it passed parity, and its parity cases cover
+    ``checked`` and none of ``not_checked`` (case-name prefixes)."""
     metadata = read_metadata(result.metadata)
     assert set(metadata["methods"]) == set(PROGRAM_PARTS[part])
     assert set(metadata["input_names"]) == set(PROGRAM_PARTS[part])
@@ -40,21 +42,18 @@ def _check_part(part, result):
     program = load_program(result.program)
     assert set(program.method_names) == set(PROGRAM_PARTS[part])
     assert result.parity.passed, result.parity.format()
+    cases = {c.case for c in result.parity.checks}
+    assert any(case.startswith(checked) for case in cases)
+    assert not any(case.startswith(not_checked) for case in cases)
 
 
 def test_text_part_holds_only_the_text_encoder_and_passes_parity(text_part):
-    _check_part("text", text_part)
-    cases = {c.case for c in text_part.parity.checks}
-    assert any(case.startswith("encode_text") for case in cases)
-    assert not any(case.startswith("frame ") for case in cases)
+    _check_part("text", text_part, checked="encode_text", not_checked="frame ")
 
 
 @pytest.mark.slow
 def test_frame_part_holds_only_the_frame_methods_and_passes_parity(frame_part):
-    _check_part("frame", frame_part)
-    cases = {c.case for c in frame_part.parity.checks}
-    assert any(case.startswith("frame 0 decode") for case in cases)
-    assert not any(case.startswith("encode_text") for case in cases)
+    _check_part("frame", frame_part, checked="frame 0 decode", not_checked="encode_text")
 
 
 @pytest.mark.slow
