@@ -37,17 +37,18 @@ def run_ours(model, fixture: dict) -> dict[str, torch.Tensor]:
     image = seeded_image(fixture["image_size"], fixture["image_seed"])
     input_ids, attention_mask = model.tokenize([fixture["prompt"]])
     assert torch.equal(input_ids, fixture["input_ids"]), "tokenisation differs from the original tokenizer"
-    captured = {}
-    hook = model.detr_encoder.register_forward_hook(lambda module, args, output: captured.update(encoder=output))
+    captured = {}  # the trunk and the DETR encoder's output, taken on the way (the backbone runs once)
+    hooks = [model.trunk_projection.register_forward_hook(lambda module, args, output: captured.update(trunk=output)),
+             model.detr_encoder.register_forward_hook(lambda module, args, output: captured.update(encoder=output))]
     try:
-        trunk = model.trunk_projection(model.backbone(image))
         vision = model.encode_image(image)
         text = model.encode_text(input_ids, attention_mask)
         out = model(vision=vision, text=text)
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
     return {
-        "trunk": trunk,
+        "trunk": captured["trunk"],
         **{f"fpn_{level}": fpn for level, fpn in enumerate(vision.fpn_hidden_states)},
         "text_features": text.features,
         "encoder_hidden_states": captured["encoder"],
