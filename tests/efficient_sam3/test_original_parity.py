@@ -91,11 +91,21 @@ def test_outputs_match_original_code(converted):
     assert set(differences) >= {"fpn_3", "pred_masks", "pred_logits", "presence_logits", "encoder_hidden_states"}
 
 
-def test_fused_for_deployment_matches_original_code(converted):
-    import copy
+# The deployment form of the whole model against the original code: TinyViT in CI; RepViT and EfficientViT are
+# slow (their fused backbones are checked in CI against the training form, tests/export/test_fuse.py, and the
+# original code, tests/efficient_sam3/test_efficient_vit.py, and their unfused models above).
+FUSED_IN_CI = "efficientsam3_es-tv-m-s1"
 
-    fixture, report = converted
-    model = fuse_for_deployment(copy.deepcopy(report.model).eval())
+
+@pytest.mark.parametrize("fixture_path", [
+    pytest.param(path, id=path.stem.removeprefix("efficientsam3_"),
+                 marks=() if path.stem == FUSED_IN_CI else pytest.mark.slow) for path in STUDENT_FIXTURES])
+def test_fused_for_deployment_matches_original_code(fixture_path, tmp_path):
+    fixture = load_fixture(fixture_path)
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # one core per xdist process
+    report = convert_from_efficientsam3(write_published(fixture, tmp_path / "student.pt"),
+                                        image_size=fixture["image_size"])
+    model = fuse_for_deployment(report.model.eval())
     outputs = run_ours(model, fixture)
     assert_close_to({k: v for k, v in outputs.items() if k != "trunk"},
                     {k: v for k, v in fixture["outputs"].items() if k != "trunk"}, TOL)
