@@ -32,6 +32,13 @@ def write_published(fixture: dict, path: Path) -> Path:
     return path
 
 
+def convert_published(fixture: dict, directory: Path):
+    """The fixture's student written as EfficientSAM3 publishes it, then converted at the fixture's image size."""
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # one core per xdist process
+    return convert_from_efficientsam3(write_published(fixture, directory / "student.pt"),
+                                      image_size=fixture["image_size"])
+
+
 @torch.no_grad()
 def run_ours(model, fixture: dict) -> dict[str, torch.Tensor]:
     image = seeded_image(fixture["image_size"], fixture["image_seed"])
@@ -61,11 +68,8 @@ def run_ours(model, fixture: dict) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module", params=STUDENT_FIXTURES, ids=lambda p: p.stem.removeprefix("efficientsam3_"))
 def converted(request, tmp_path_factory):
-    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # one core per xdist process
     fixture = load_fixture(request.param)
-    path = write_published(fixture, tmp_path_factory.mktemp("published") / "student.pt")
-    report = convert_from_efficientsam3(path, image_size=fixture["image_size"])
-    return fixture, report
+    return fixture, convert_published(fixture, tmp_path_factory.mktemp("published"))
 
 
 def test_fixtures_exist():
@@ -102,10 +106,7 @@ FUSED_IN_CI = "efficientsam3_es-tv-m-s1"
                  marks=() if path.stem == FUSED_IN_CI else pytest.mark.slow) for path in STUDENT_FIXTURES])
 def test_fused_for_deployment_matches_original_code(fixture_path, tmp_path):
     fixture = load_fixture(fixture_path)
-    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # one core per xdist process
-    report = convert_from_efficientsam3(write_published(fixture, tmp_path / "student.pt"),
-                                        image_size=fixture["image_size"])
-    model = fuse_for_deployment(report.model.eval())
+    model = fuse_for_deployment(convert_published(fixture, tmp_path).model.eval())
     outputs = run_ours(model, fixture)
     assert_close_to({k: v for k, v in outputs.items() if k != "trunk"},
                     {k: v for k, v in fixture["outputs"].items() if k != "trunk"}, TOL)
@@ -118,8 +119,7 @@ def test_without_geometry_token_outputs_differ(tmp_path):
     import dataclasses
 
     fixture = load_fixture(next(p for p in STUDENT_FIXTURES if "rv" in p.stem))
-    report = convert_from_efficientsam3(write_published(fixture, tmp_path / "student.pt"),
-                                        image_size=fixture["image_size"])
+    report = convert_published(fixture, tmp_path)
     config = dataclasses.replace(report.model.config, prompt_path="transformers")
     from efficient_sam3 import EfficientSam3Model
 
