@@ -1,9 +1,10 @@
 """Shared fixtures. The tiny preset's exported programs are built once per test run and shared by
 tests/export, tests/runtime and tests/benchmarks (an ExecuTorch export takes minutes on 2 cores).
 
-The README's test command runs the suite in two pytest-xdist processes (``-n 2 --dist loadfile``): each
-process gets one torch thread (and its subprocesses one OpenMP thread), and the session fixtures below
-are built once for both (``built_once``)."""
+The README's test command runs the suite in two pytest-xdist processes (``-n 2 --dist loadfile
+--no-loadscope-reorder``): each process gets one torch thread (and its subprocesses one OpenMP thread), the
+session fixtures below are built once for both (``built_once``), and the files that take minutes run first
+(``MINUTES_LONG_FILES``)."""
 
 import os
 import pickle
@@ -18,6 +19,26 @@ from efficient_sam3 import EfficientSam3Config, EfficientSam3Model
 from model_helpers import open_memory_path
 
 EXPORT_PROMPTS = ("red circle", "blue square")
+
+# The files that take minutes on 2 cores (process seconds in a CI run at b9bf215), started first and in this
+# order: test_export_programs builds the shared ExecuTorch and ONNX exports (about 450 s) while the other
+# process runs test_native_runner (which exports its own program), so no file that reads the shared exports
+# waits on their lock, and the two processes finish together (the rest are under 2.5 minutes each). xdist
+# hands out files in collection order only with --no-loadscope-reorder (else it sorts them by test count).
+MINUTES_LONG_FILES = (
+    "tests/export/test_export_programs.py",  # 407 s
+    "tests/runtime/test_native_runner.py",  # 427 s
+    "tests/efficient_sam3/test_original_parity.py",  # 328 s
+    "tests/benchmarks/test_benchmarks_quick.py",  # 214 s
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The MINUTES_LONG_FILES first, in their order; every other file after them as collected."""
+    rank = {path: index for index, path in enumerate(MINUTES_LONG_FILES)}
+    root = Path(str(config.rootpath))
+    items.sort(key=lambda item: rank.get(Path(str(item.path)).relative_to(root).as_posix(), len(rank)))
+
 
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under pytest-xdist, else None
 if XDIST_WORKER is not None:  # two processes on two cores: one thread each, or they slow each other down
