@@ -7,7 +7,6 @@ written as a published EfficientSAM3 checkpoint, converted with ``convert_from_e
 through our model: every stored output must match within 1e-4.
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,6 @@ def write_published(fixture: dict, path: Path) -> Path:
 
 def convert_published(fixture: dict, directory: Path):
     """The fixture's student written as EfficientSAM3 publishes it, then converted at the fixture's image size."""
-    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # one core per xdist process
     return convert_from_efficientsam3(write_published(fixture, directory / "student.pt"),
                                       image_size=fixture["image_size"])
 
