@@ -4,8 +4,8 @@
 2. image stage: the whole tiny student on single clean annotated frames (``training.image``);
 3. feature cache: FPN level 3 of every annotated frame (``training.cache_teacher``). Offline there is
    no SAM3, so the "teacher" is the image-stage student itself -- exactly the features a device has;
-4. video stage: the memory cross-attention on clips of the train split, the perceiver left at its
-   initialisation (``training.video``, ``PipelineConfig.video_perceiver_lr_scale``);
+4. video stage: the memory cross-attention and the perceiver on clips of the train split, with issue
+   #16's recipe (``training.video``; ``PipelineConfig.video_perceiver_lr_scale`` 0 freezes the perceiver);
 5. evaluation on the held-out split: J&F with memory off / on (cache) / on (student features) / on with
    another video's memory (the control), and SAM3's concept metrics (cgF1, IL_MCC, positive micro-F1,
    pHOTA) over positive and negative prompts (``training.memory_eval``), printed as a table and written

@@ -91,11 +91,12 @@ def test_task_rng_is_its_own_stream():
 
 
 def test_flags_reach_the_config_and_bad_values_are_rejected():
-    args = build_parser().parse_args(["--sav-root", "x", "--cache-dir", "y", "--hide-object-prob", "0.5",
+    args = build_parser().parse_args(["--sav-root", "x", "--cache-dir", "y", "--hide-object-prob", "0.25",
                                       "--slot-dropout", "0.25"])
-    assert args.hide_object_prob == 0.5 and args.slot_dropout == 0.25
+    assert args.hide_object_prob == 0.25 and args.slot_dropout == 0.25
     defaults = build_parser().parse_args(["--sav-root", "x", "--cache-dir", "y"])
-    assert defaults.hide_object_prob == 0.0 and defaults.slot_dropout == 0.0
+    assert defaults.hide_object_prob == 0.5 and defaults.slot_dropout == 0.0  # issue #16's recipe hides objects
+    assert (defaults.lr, defaults.perceiver_lr_scale) == (1e-3, 0.1)
     with pytest.raises(ValueError, match="hide_object_prob"):
         VideoDistillationConfig(hide_object_prob=1.5)
     with pytest.raises(ValueError, match="slot_dropout"):

@@ -2,8 +2,11 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from training.config import PipelineConfig
 from training.data.feature_cache import read_cache_header
@@ -67,6 +70,20 @@ def test_everything_lands_in_the_run_folder(pipeline_run):
     assert len(caches) == 3  # 2 train + 1 held-out video
     assert read_cache_header(caches[0]).metadata["teacher"].startswith("student:")
     assert all(str(path).startswith(str(out_dir)) for path in summary["paths"].values())
+
+
+def test_the_video_stage_trains_the_perceiver_with_issue_16s_recipe(pipeline_run):
+    """Cross-attention 1e-3, perceiver 1e-4, half the query frames hiding an object: both memory modules
+    train and are checkpointed, the rest of the student is the image stage's."""
+    out_dir, summary = pipeline_run
+    video = json.loads((out_dir / "video_stage" / "video_config.json").read_text())
+    assert (video["lr"], video["perceiver_lr_scale"], video["hide_object_prob"]) == (1e-3, 0.1, 0.5)
+    payload = torch.load(out_dir / "video_stage" / "checkpoints" / "last.pt", weights_only=False)
+    assert set(payload["modules"]) == {"perceiver_resampler", "memory_cross_attn"}
+    student = load_file(str(out_dir / "image_stage" / "student" / "model.safetensors"))
+    final = load_file(str(Path(summary["paths"]["final_model"]) / "model.safetensors"))
+    changed = {key.split(".")[0] for key in student if not torch.equal(student[key], final[key])}
+    assert changed == {"perceiver_resampler", "memory_cross_attn"}
 
 
 def test_stage_times_are_recorded(pipeline_run):

@@ -60,7 +60,7 @@ def test_checkpoint_holds_only_the_trainable_modules(debug_run):
     assert set(payload["modules"]) == {"perceiver_resampler", "memory_cross_attn"}
     assert payload["step"] == 3
     assert {"torch", "numpy", "python"} <= set(payload["rng"])
-    assert payload["config"]["lr"] == 1e-4 and payload["config"]["grad_accum"] == 2
+    assert payload["config"]["lr"] == 1e-3 and payload["config"]["grad_accum"] == 2  # the recipe's rate
     assert payload["student"]["sha256"]
     num_trainable = sum(t.numel() for m in payload["modules"].values() for t in m.values())
     assert 1_000_000 < num_trainable < 2_000_000  # ~1.6M: the plan's ~1.5M trainable parameters
@@ -138,8 +138,8 @@ def test_config_rejects_bad_values(tmp_path):
         VideoDistillationConfig(perceiver_lr_scale=-0.1)
     defaults = VideoDistillationConfig()
     assert (defaults.context_frames, defaults.max_objects_per_frame, defaults.epochs, defaults.lr,
-            defaults.warmup_steps, defaults.batch_size, defaults.grad_accum, defaults.annotation_type) == \
-        (8, 20, 5, 1e-4, 200, 1, 4, "manual")
+            defaults.perceiver_lr_scale, defaults.hide_object_prob, defaults.warmup_steps, defaults.batch_size,
+            defaults.grad_accum, defaults.annotation_type) == (8, 20, 5, 1e-3, 0.1, 0.5, 200, 1, 4, "manual")
 
 
 # Data order ------------------------------------------------------------------------------------
