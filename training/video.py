@@ -121,6 +121,8 @@ def trained_modules(perceiver_lr_scale: float) -> tuple[str, ...]:
     0.006, and another video's memory then scored as well as the true one (40.9 vs 40.8 J&F); at 0.1x the
     rate the tokens kept 0.25 but the cross-attention learned to ignore it (39.8 vs 39.8); with the
     perceiver left at initialisation, the true memory beat another video's by 1.4 J&F (38.8 vs 37.4).
+    The default (issue #16's recipe: cross-attention 1e-3, perceiver 0.1x, hide 0.5) keeps the content, and
+    after 2,000 steps it is worth +6.2 to +6.9 J&F over another video's memory on 24 held-out videos (README).
     """
     if perceiver_lr_scale == 0:
         return tuple(name for name in VIDEO_TRAINABLE_MODULES if name != "perceiver_resampler")
