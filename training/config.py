@@ -185,14 +185,15 @@ class PipelineConfig:
     image_warmup_steps: int = 20
     video_epochs: int = 1
     video_steps_per_epoch: int = 200
-    video_lr: float = 1e-3
-    video_perceiver_lr_scale: float = 0.1  # the perceiver at 1e-4; 0: it keeps its initialisation
+    video_lr: float = VideoDistillationConfig.lr  # issue #16's recipe, defined once (VideoDistillationConfig)
+    # 0: the perceiver keeps its initialisation
+    video_perceiver_lr_scale: float = VideoDistillationConfig.perceiver_lr_scale
     video_warmup_steps: int = 20
     video_grad_accum: int = 1
     video_degraded_fraction: float = 0.5
     # issue #16's recipe options (training.memory_tasks; MemoryConfig.perceiver_qk_norm and
     # perceiver_value_pos); 0 / False: off
-    video_hide_object_prob: float = 0.5
+    video_hide_object_prob: float = VideoDistillationConfig.hide_object_prob
     video_slot_dropout: float = 0.0
     video_perceiver_qk_norm: bool = False
     video_perceiver_values_without_position: bool = False
